@@ -1,0 +1,247 @@
+r"""Radius graphs by a cell list, linear in the number of points, optionally periodic.
+
+Points are binned into cubic cells of side :math:`\ge r`; each point only looks at the
+27 neighbouring cells, so the work is :math:`O(N \bar k)` for :math:`\bar k` neighbours
+per point and no :math:`N \times N` matrix is ever formed.  Cells are keyed per graph
+(graph index, cell coordinates), sorted once, and the points of a neighbouring cell are
+found with ``searchsorted``; everything is batched tensor code, with no Python loop over
+points, cells or graphs.
+
+Periodic cells (rows of ``cell`` are the lattice vectors, as in ASE) are handled by
+wrapping the points into the cell, adding the periodic images that lie within
+:math:`r` of the cell (as many image layers as the cell's heights require, so a small
+cell sees an atom's own images), and searching the padded set.  Each edge then carries an
+integer ``shift`` with :math:`\vec r_{ij} = \vec x_j + \text{shift} \cdot \text{cell} -
+\vec x_i` for the original (unwrapped) positions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["radius_graph"]
+
+_OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=torch.long)
+
+
+def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> None:
+    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.shape[1] != 3:
+        raise ValueError(f"pos must be a [N, 3] tensor, got {getattr(pos, 'shape', type(pos))}")
+    if not pos.is_floating_point():
+        raise TypeError(f"pos must be floating point, got {pos.dtype}")
+    if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+        raise ValueError(f"r must be a positive finite number, got {r!r}")
+    if batch is not None:
+        if batch.dim() != 1 or batch.shape[0] != pos.shape[0]:
+            raise ValueError(f"batch must have shape [{pos.shape[0]}], got {tuple(batch.shape)}")
+        if batch.numel() and (batch.min() < 0):
+            raise ValueError("batch indices must be non-negative")
+    if not torch.isfinite(pos).all():
+        raise ValueError("pos contains NaN or infinite values")
+
+
+def _cell_pairs(
+    query: Tensor, query_graph: Tensor, source: Tensor, source_graph: Tensor, r: float
+) -> tuple[Tensor, Tensor]:
+    """All (query index, source index) pairs of the same graph closer than ``r``."""
+    device = query.device
+    if query.shape[0] == 0 or source.shape[0] == 0:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return empty, empty
+    num_graphs = int(max(query_graph.max(), source_graph.max())) + 1
+    lower = torch.full((num_graphs, 3), math.inf, dtype=source.dtype, device=device)
+    lower = lower.scatter_reduce(0, source_graph[:, None].expand(-1, 3), source, "amin")
+    lower = lower.scatter_reduce(0, query_graph[:, None].expand(-1, 3), query, "amin")
+    upper = torch.full((num_graphs, 3), -math.inf, dtype=source.dtype, device=device)
+    upper = upper.scatter_reduce(0, source_graph[:, None].expand(-1, 3), source, "amax")
+    upper = upper.scatter_reduce(0, query_graph[:, None].expand(-1, 3), query, "amax")
+    extent = float((upper - lower).clamp_min(0).nan_to_num(0).max()) if num_graphs else 0.0
+    # cell side >= r; coarser if the grid would not fit in an int64 key
+    side = max(float(r), extent / 2.0e5)
+    dims = int(extent / side) + 3
+    lower = lower.nan_to_num(0.0, posinf=0.0, neginf=0.0)
+
+    def cell_of(x: Tensor, g: Tensor) -> Tensor:
+        return torch.floor((x - lower[g]) / side).long() + 1  # >= 1, so neighbours stay >= 0
+
+    def key(c: Tensor, g: Tensor) -> Tensor:
+        return ((g * dims + c[..., 0]) * dims + c[..., 1]) * dims + c[..., 2]
+
+    src_key = key(cell_of(source, source_graph), source_graph)
+    src_order = torch.argsort(src_key)
+    sorted_key = src_key[src_order]
+    src_sorted = source[src_order]
+    q_cells = cell_of(query, query_graph)
+    q_key = key(q_cells, query_graph)
+    q_order = torch.argsort(q_key)  # neighbouring queries share cells: cache-friendly gathers
+    q_cells, q_sorted, q_graph = q_cells[q_order], query[q_order], query_graph[q_order]
+    offsets = _OFFSETS.to(device)
+    found_q, found_s = [], []
+    for lo in range(0, query.shape[0], _QUERY_CHUNK):
+        hi = min(lo + _QUERY_CHUNK, query.shape[0])
+        neigh_key = key(q_cells[lo:hi, None, :] + offsets[None], q_graph[lo:hi, None]).reshape(-1)
+        start = torch.searchsorted(sorted_key, neigh_key)
+        counts = torch.searchsorted(sorted_key, neigh_key, right=True) - start
+        total = int(counts.sum())
+        q_index = torch.arange(lo, hi, device=device).repeat_interleave(27)
+        q_index = q_index.repeat_interleave(counts, output_size=total)
+        s_index = torch.repeat_interleave(start - torch.cumsum(counts, 0) + counts, counts, output_size=total)
+        s_index += torch.arange(total, device=device)
+        diff = src_sorted[s_index] - q_sorted[q_index]
+        keep = (diff * diff).sum(-1) < r * r
+        found_q.append(q_order[q_index[keep]])
+        found_s.append(src_order[s_index[keep]])
+    return torch.cat(found_q), torch.cat(found_s)
+
+
+_QUERY_CHUNK = 1 << 14
+
+
+def _limit_neighbours(edge_index: Tensor, dist2: Tensor, num_nodes: int, k: int) -> Tensor:
+    """Keep the ``k`` nearest sources of every target (ties broken by source index)."""
+    src, dst = edge_index
+    order = torch.argsort(src, stable=True)
+    order = order[torch.argsort(dist2[order], stable=True)]
+    order = order[torch.argsort(dst[order], stable=True)]
+    dst_sorted = dst[order]
+    counts = torch.bincount(dst_sorted, minlength=num_nodes)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(dst_sorted.numel(), device=dst.device) - starts[dst_sorted]
+    return order[rank < k]
+
+
+def radius_graph(
+    pos: Tensor,
+    r: float,
+    batch: Tensor | None = None,
+    loop: bool = False,
+    max_num_neighbors: int | None = None,
+    cell: Tensor | None = None,
+    pbc: Tensor | bool | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""All pairs closer than ``r`` (strictly), as a PyG ``edge_index``.
+
+    Args:
+        pos: ``[N, 3]`` positions.
+        r: cutoff radius.
+        batch: ``[N]`` graph index of every point (PyG's ``batch``); pairs never cross
+            graphs.
+        loop: include self-edges ``i -> i`` (the zero-shift ones when periodic).
+        max_num_neighbors: keep only the nearest this many sources per target.
+        cell: ``[3, 3]`` or ``[B, 3, 3]`` lattice vectors (rows) for periodic systems.
+        pbc: periodic directions, ``bool``, ``[3]`` or ``[B, 3]`` (default: all
+            periodic when a cell is given).
+
+    Returns:
+        ``edge_index [2, E]`` with row 0 the source :math:`j` and row 1 the target
+        :math:`i` (PyG's ``source_to_target`` flow), sorted by target then source.
+        With a cell: ``(edge_index, shifts)``, ``shifts [E, 3]`` integer cell
+        offsets such that ``pos[j] + shifts @ cell[batch[i]] - pos[i]`` is the edge vector.
+    """
+    _check_inputs(pos, r, batch)
+    n = pos.shape[0]
+    device = pos.device
+    graph = torch.zeros(n, dtype=torch.long, device=device) if batch is None else batch.long()
+    if cell is None:
+        if pbc is not None and bool(torch.as_tensor(pbc).any()):
+            raise ValueError("pbc was given without a cell; pass cell=[3, 3] or [B, 3, 3]")
+        with torch.no_grad():
+            tgt, src = _cell_pairs(pos.detach(), graph, pos.detach(), graph, float(r))
+            if not loop:
+                keep = tgt != src
+                tgt, src = tgt[keep], src[keep]
+            edge_index = torch.stack([src, tgt])
+            dist2 = ((pos[src] - pos[tgt]) ** 2).sum(-1)
+            edge_index = _sort_and_limit(edge_index, dist2, n, max_num_neighbors)
+        return edge_index
+    return _periodic_radius_graph(pos, float(r), graph, loop, max_num_neighbors, cell, pbc)
+
+
+def _sort_and_limit(edge_index: Tensor, dist2: Tensor, n: int, k: int | None) -> Tensor:
+    if k is not None:
+        if not (isinstance(k, int) and k >= 0):
+            raise ValueError(f"max_num_neighbors must be a non-negative int, got {k!r}")
+        edge_index = edge_index[:, _limit_neighbours(edge_index, dist2, n, k)]
+    key = edge_index[1] * max(n, 1) + edge_index[0]
+    return edge_index[:, torch.argsort(key, stable=True)]
+
+
+def _periodic_radius_graph(
+    pos: Tensor,
+    r: float,
+    graph: Tensor,
+    loop: bool,
+    max_num_neighbors: int | None,
+    cell: Tensor,
+    pbc: Tensor | bool | None,
+) -> tuple[Tensor, Tensor]:
+    device, dtype = pos.device, pos.dtype
+    num_graphs = int(graph.max()) + 1 if graph.numel() else 1
+    cell = torch.as_tensor(cell, dtype=dtype, device=device)
+    if cell.shape == (3, 3):
+        cell = cell.expand(num_graphs, 3, 3)
+    if cell.dim() != 3 or cell.shape[1:] != (3, 3) or cell.shape[0] < num_graphs:
+        raise ValueError(f"cell must be [3, 3] or [B, 3, 3] with B = {num_graphs}, got {tuple(cell.shape)}")
+    if pbc is None:
+        pbc = torch.ones(num_graphs, 3, dtype=torch.bool, device=device)
+    pbc = torch.as_tensor(pbc, dtype=torch.bool, device=device)
+    pbc = pbc.expand(num_graphs, 3) if pbc.dim() <= 1 else pbc
+    if pbc.shape != (num_graphs, 3):
+        raise ValueError(f"pbc must be bool, [3] or [{num_graphs}, 3], got {tuple(pbc.shape)}")
+    with torch.no_grad():
+        cell = cell.detach()[:num_graphs]
+        det = torch.linalg.det(cell)
+        if (pbc.any(-1) & (det.abs() < 1e-12)).any():
+            raise ValueError("a periodic cell is singular (zero volume)")
+        # graphs without any periodic direction keep Cartesian coordinates
+        eye = torch.eye(3, dtype=dtype, device=device)
+        basis = torch.where(pbc.any(-1)[:, None, None], cell, eye)
+        inv = torch.linalg.inv(basis)
+        frac = torch.einsum("ni,nij->nj", pos.detach(), inv[graph])
+        wrap = torch.where(pbc[graph], torch.floor(frac), torch.zeros_like(frac))
+        frac = frac - wrap
+        # heights of the cell: distance between opposite faces
+        cross = torch.stack(
+            [
+                torch.linalg.cross(cell[:, 1], cell[:, 2]),
+                torch.linalg.cross(cell[:, 2], cell[:, 0]),
+                torch.linalg.cross(cell[:, 0], cell[:, 1]),
+            ],
+            1,
+        )
+        heights = det.abs()[:, None] / cross.norm(dim=-1).clamp_min(1e-300)
+        layers = torch.where(pbc, torch.ceil(r / heights), torch.zeros_like(heights)).long()
+        reach = torch.where(pbc, r / heights, torch.zeros_like(heights))  # in fractional units
+        max_layers = layers.max(0).values.tolist()
+        ranges = [torch.arange(-m, m + 1, device=device) for m in max_layers]
+        shifts_all = torch.stack(torch.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3).long()
+        # image (atom, shift) candidates that land within `reach` of the unit cell
+        img_frac = frac[:, None, :] + shifts_all[None].to(dtype)
+        ok = (shifts_all.abs()[None] <= layers[graph][:, None, :]).all(-1)
+        ok &= ((img_frac >= -reach[graph][:, None, :]) & (img_frac < 1 + reach[graph][:, None, :])).all(-1)
+        atom_idx, shift_idx = ok.nonzero(as_tuple=True)
+        src_pos = torch.einsum("ni,nij->nj", img_frac[atom_idx, shift_idx], basis[graph[atom_idx]])
+        tgt_pos = torch.einsum("ni,nij->nj", frac, basis[graph])
+        tgt, img = _cell_pairs(tgt_pos, graph, src_pos, graph[atom_idx], r)
+        src = atom_idx[img]
+        shift = shifts_all[shift_idx[img]]
+        if not loop:
+            keep = ~((src == tgt) & (shift == 0).all(-1))
+            tgt, src, shift = tgt[keep], src[keep], shift[keep]
+        # shifts relative to the original, unwrapped positions
+        shift = shift - wrap[src].long() + wrap[tgt].long()
+        edge_index = torch.stack([src, tgt])
+        vec = pos.detach()[src] + torch.einsum("ei,eij->ej", shift.to(dtype), cell[graph[tgt]]) - pos.detach()[tgt]
+        dist2 = (vec * vec).sum(-1)
+        n = pos.shape[0]
+        if max_num_neighbors is not None:
+            if not (isinstance(max_num_neighbors, int) and max_num_neighbors >= 0):
+                raise ValueError(f"max_num_neighbors must be a non-negative int, got {max_num_neighbors!r}")
+            keep = _limit_neighbours(edge_index, dist2, n, max_num_neighbors)
+            edge_index, shift = edge_index[:, keep], shift[keep]
+        order = torch.argsort(edge_index[1] * max(n, 1) + edge_index[0], stable=True)
+    return edge_index[:, order], shift[order]

@@ -1,0 +1,29 @@
+"""Radial and coordinate bases, smooth cutoffs and stable special functions."""
+
+from geobasis.radial.bases import (
+    BesselBasis,
+    BSplineBasis,
+    ChebyshevBasis,
+    FourierBasis,
+    GaussianBasis,
+    SphericalBesselBasis,
+    spherical_bessel_roots,
+)
+from geobasis.radial.cutoffs import CosineCutoff, PolynomialEnvelope
+from geobasis.radial.special import log_iv, log_kv, spherical_jn, spherical_jn_all
+
+__all__ = [
+    "BesselBasis",
+    "SphericalBesselBasis",
+    "GaussianBasis",
+    "ChebyshevBasis",
+    "FourierBasis",
+    "BSplineBasis",
+    "spherical_bessel_roots",
+    "PolynomialEnvelope",
+    "CosineCutoff",
+    "spherical_jn",
+    "spherical_jn_all",
+    "log_iv",
+    "log_kv",
+]
