@@ -14,7 +14,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from scipy import optimize, special
 from torch import Tensor, nn
 
 from geobasis.radial.special import spherical_jn_all
@@ -85,6 +84,8 @@ class BesselBasis(nn.Module):
 @lru_cache(maxsize=32)
 def _roots_table(lmax: int, num_roots: int) -> np.ndarray:
     """First ``num_roots`` positive roots of :math:`j_l` for ``l = 0..lmax`` (float64)."""
+    from scipy import optimize, special  # imported here: keeps `import geobasis` fast
+
     count = num_roots + lmax + 1
     roots = [np.arange(1, count + 1) * np.pi]  # j_0 = sin x / x
     for l in range(1, lmax + 1):
@@ -118,6 +119,8 @@ class SphericalBesselBasis(nn.Module):
         self.lmax = _count("lmax", lmax, 0)
         self.num_basis = _count("num_basis", num_basis)
         self.cutoff = _positive("cutoff", cutoff)
+        from scipy import special
+
         roots = spherical_bessel_roots(lmax, num_basis)
         norm = np.sqrt(2.0 / self.cutoff**3) / np.abs(
             np.stack([special.spherical_jn(l + 1, roots[l].numpy()) for l in range(lmax + 1)])

@@ -1,0 +1,194 @@
+"""Self-checks of the built-in operations, run by ``geobasis check``.
+
+Each check evaluates one operation on random data in float64 and returns its largest
+error and the tolerance it must meet.  The same properties are tested in depth by the
+test suite; this is the quick health report a user can run on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["CheckResult", "CHECKS", "run_checks"]
+
+
+@dataclass
+class CheckResult:
+    name: str
+    error: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.tolerance
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _sh_vs_e3nn() -> float:
+    from e3nn import o3 as e3o3
+
+    from geobasis.o3 import spherical_harmonics
+
+    x = torch.randn(2000, 3, dtype=torch.float64, generator=_gen())
+    return max(
+        float((spherical_harmonics(l, x) - e3o3.spherical_harmonics(list(range(l + 1)), x, True, normalization="integral")).abs().max())
+        for l in range(0, 12)
+    )
+
+
+def _sh_equivariance() -> float:
+    from geobasis.o3 import random_orthogonal, spherical_harmonics, wigner_D
+
+    x = torch.randn(500, 3, dtype=torch.float64, generator=_gen(1))
+    R = random_orthogonal(8, dtype=torch.float64, generator=_gen(2))
+    lhs = spherical_harmonics(12, torch.einsum("bij,nj->bni", R, x))
+    rhs = torch.einsum("bkj,nj->bnk", wigner_D(12, R), spherical_harmonics(12, x))
+    return float((lhs - rhs).abs().max())
+
+
+def _sh_high_degree() -> float:
+    from geobasis.o3.s2grid import S2Grid
+
+    grid = S2Grid(24, 30, 60)
+    gram = grid.harmonics.t() @ (grid.harmonics * grid.weights[:, None])
+    return float((gram - torch.eye(gram.shape[0], dtype=gram.dtype)).abs().max())
+
+
+def _clebsch_gordan() -> float:
+    from geobasis.o3 import clebsch_gordan, random_rotation, wigner_D
+
+    R = random_rotation(dtype=torch.float64, generator=_gen(3))
+    D = wigner_D(4, R)
+    err = 0.0
+    for l1, l2, l3 in [(1, 1, 1), (2, 2, 3), (2, 3, 4), (3, 3, 2)]:
+        C = clebsch_gordan(l1, l2, l3, dtype=torch.float64)
+        d1, d2, d3 = (D[l * l : (l + 1) ** 2, l * l : (l + 1) ** 2] for l in (l1, l2, l3))
+        # sum_ab C_abc (D1 x)_a (D2 y)_b = (D3 sum_ab C_ab. x_a y_b)_c for all x, y
+        lhs = torch.einsum("ai,bj,abk->ijk", d1, d2, C)
+        rhs = torch.einsum("ck,ijk->ijc", d3, C)
+        err = max(err, float((lhs - rhs).abs().max()))
+    return err
+
+
+def _gaunt() -> float:
+    from geobasis.o3 import gaunt
+    from geobasis.o3.s2grid import S2Grid
+
+    grid = S2Grid(8, 16, 32)
+    Y, w = grid.harmonics, grid.weights
+    err = 0.0
+    for l1, l2, l3 in [(1, 1, 2), (2, 2, 2), (3, 2, 5), (4, 4, 4)]:
+        G = gaunt(l1, l2, l3, dtype=torch.float64)
+        q = torch.einsum(
+            "ga,gb,gc,g->abc", Y[:, l1 * l1 : (l1 + 1) ** 2], Y[:, l2 * l2 : (l2 + 1) ** 2], Y[:, l3 * l3 : (l3 + 1) ** 2], w
+        )
+        err = max(err, float((G - q).abs().max()))
+    return err
+
+
+def _grid_round_trip() -> float:
+    from geobasis.o3 import from_grid, to_grid
+
+    x = torch.randn(4, 81, 3, dtype=torch.float64, generator=_gen(4))
+    return float((from_grid(to_grid(x, 8), 8) - x).abs().max())
+
+
+def _spherical_bessel() -> float:
+    from scipy.special import spherical_jn as ref
+
+    from geobasis.radial import spherical_jn_all
+
+    x = torch.logspace(-6, 1.5, 400, dtype=torch.float64)
+    ours = spherical_jn_all(8, x)
+    exact = torch.stack([torch.from_numpy(ref(l, x.numpy())) for l in range(9)], -1)
+    scale = torch.maximum(exact.abs(), 1e-3 / x.clamp(min=1)[:, None])
+    return float(((ours - exact).abs() / scale).max())
+
+
+def _log_bessel() -> float:
+    from scipy.special import ive, kve
+
+    from geobasis.radial import log_iv, log_kv
+
+    v = torch.tensor([0.0, 0.5, 3.0, 20.0, 80.0], dtype=torch.float64)[:, None]
+    x = torch.tensor([0.01, 0.5, 2.0, 10.0, 60.0], dtype=torch.float64)[None, :]
+    ref_i = torch.from_numpy(ive(v.numpy(), x.numpy())).log() + x
+    ref_k = torch.from_numpy(kve(v.numpy(), x.numpy())).log() - x
+    rel = lambda a, b: ((a - b).abs() / b.abs().clamp(min=1)).max()
+    return float(max(rel(log_iv(v, x), ref_i), rel(log_kv(v, x), ref_k)))
+
+
+def _envelope() -> float:
+    from geobasis.radial import PolynomialEnvelope
+
+    env = PolynomialEnvelope(4.0, p=6)
+    r = torch.tensor([4.0 - 1e-9], dtype=torch.float64, requires_grad=True)
+    f = env(r)
+    (d1,) = torch.autograd.grad(f.sum(), r, create_graph=True)
+    (d2,) = torch.autograd.grad(d1.sum(), r)
+    return float(max(f.abs().max(), d1.abs().max(), d2.abs().max()))
+
+
+def _radius_graph() -> float:
+    from geobasis.graph import radius_graph
+
+    pos = torch.randn(300, 3, dtype=torch.float64, generator=_gen(5)) * 3
+    batch = torch.arange(300) // 100
+    ours = radius_graph(pos, 2.0, batch)
+    d = torch.cdist(pos, pos)
+    mask = (d < 2.0) & (batch[:, None] == batch[None, :])
+    mask.fill_diagonal_(False)
+    return float(len({tuple(e) for e in ours.t().tolist()} ^ {(j, i) for i, j in mask.nonzero().tolist()}))
+
+
+def _toy_model_equivariance() -> float:
+    from torch_geometric.data import Batch, Data
+
+    from geobasis.testing import check_equivariance
+    from geobasis.testing._toy import ToyPotential
+
+    gen = _gen(6)
+    batch = Batch.from_data_list(
+        [Data(pos=torch.randn(n, 3, generator=gen) * 1.5, z=torch.randint(1, 9, (n,), generator=gen)) for n in (7, 5)]
+    )
+    report = check_equivariance(
+        ToyPotential(), batch, outputs={"energy": "invariant", "forces": "forces", "features": 2}
+    )
+    return max(err / max(report.scales[key], 1.0) for key, err in report.errors.items())
+
+
+CHECKS: list[tuple[str, Callable[[], float], float]] = [
+    ("o3.spherical_harmonics == e3nn (l<=11)", _sh_vs_e3nn, 1e-12),
+    ("Y(Rx) == D(R) Y(x), O(3), l<=12", _sh_equivariance, 1e-12),
+    ("orthonormality on S2 grid, l<=24", _sh_high_degree, 1e-12),
+    ("clebsch_gordan equivariance", _clebsch_gordan, 1e-12),
+    ("gaunt == quadrature", _gaunt, 1e-12),
+    ("from_grid(to_grid(x)) == x, l<=8", _grid_round_trip, 1e-12),
+    ("spherical_jn_all vs SciPy (rel)", _spherical_bessel, 1e-10),
+    ("log_iv / log_kv vs SciPy (rel)", _log_bessel, 1e-10),
+    ("PolynomialEnvelope: f, f', f'' at cutoff", _envelope, 1e-6),
+    ("radius_graph == brute force (edge diff)", _radius_graph, 0.0),
+    ("toy SH potential: E(3) x S_n report", _toy_model_equivariance, 1e-10),
+]
+
+
+def run_checks(progress: bool = True) -> list[CheckResult]:
+    """Run every check; return the results (never raises for a failed check)."""
+    from tqdm.auto import tqdm
+
+    results = []
+    for name, fn, tol in tqdm(CHECKS, desc="geobasis check", disable=not progress, leave=False):
+        try:
+            err = fn()
+        except Exception as exc:  # report, do not hide, a crashing check
+            print(f"check {name!r} raised {type(exc).__name__}: {exc}")
+            err = math.inf
+        results.append(CheckResult(name, err, tol))
+    return results
