@@ -66,10 +66,10 @@ class BesselBasis(nn.Module):
         super().__init__()
         self.num_basis = _count("num_basis", num_basis)
         self.cutoff = _positive("cutoff", cutoff)
-        freq = torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) * math.pi / self.cutoff
+        freq = torch.arange(1, num_basis + 1, dtype=torch.float64) * math.pi / self.cutoff
         if trainable:
-            self.frequencies = nn.Parameter(freq)
-        else:
+            self.frequencies = nn.Parameter(freq.to(torch.get_default_dtype()))
+        else:  # exact in float64, cast to the input's dtype on use
             self.register_buffer("frequencies", freq)
         self.prefactor = math.sqrt(2.0 / self.cutoff)
 
@@ -161,12 +161,12 @@ class GaussianBasis(nn.Module):
         super().__init__()
         self.num_basis = _count("num_basis", num_basis)
         self.start, self.end = _interval(start, end)
-        centres = torch.linspace(self.start, self.end, num_basis, dtype=torch.get_default_dtype())
+        centres = torch.linspace(self.start, self.end, num_basis, dtype=torch.float64)
         spacing = (self.end - self.start) / max(num_basis - 1, 1)
-        sigma = torch.tensor(_positive("width", width) if width is not None else spacing)
+        sigma = torch.tensor(_positive("width", width) if width is not None else spacing, dtype=torch.float64)
         if trainable:
-            self.centres = nn.Parameter(centres)
-            self.width = nn.Parameter(sigma)
+            self.centres = nn.Parameter(centres.to(torch.get_default_dtype()))
+            self.width = nn.Parameter(sigma.to(torch.get_default_dtype()))
         else:
             self.register_buffer("centres", centres)
             self.register_buffer("width", sigma)
@@ -245,7 +245,7 @@ class FourierBasis(_IntervalBasis):
             kinds = [2] * num_basis
             freqs = list(range(1, num_basis + 1))
         self.register_buffer("kinds", torch.tensor(kinds))
-        self.register_buffer("freqs", torch.tensor(freqs, dtype=torch.get_default_dtype()))
+        self.register_buffer("freqs", torch.tensor(freqs, dtype=torch.float64))
 
     def forward(self, x: Tensor) -> Tensor:
         angle = math.pi * self.to_unit(x).unsqueeze(-1) * self.freqs.to(x.dtype)
@@ -297,7 +297,7 @@ class BSplineBasis(_IntervalBasis):
         if num_basis <= degree:
             raise ValueError(f"num_basis must exceed degree, got num_basis={num_basis}, degree={degree}")
         self.num_spans = num_basis - degree
-        self.register_buffer("matrix", torch.from_numpy(_cardinal_bspline_matrix(degree)).to(torch.get_default_dtype()))
+        self.register_buffer("matrix", torch.from_numpy(_cardinal_bspline_matrix(degree)))
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.degree

@@ -36,10 +36,12 @@ from torch import Tensor
 __all__ = ["spherical_jn", "spherical_jn_all", "log_iv", "log_kv"]
 
 
-def _as_work(x: Tensor | float) -> tuple[Tensor, torch.dtype]:
-    x = torch.as_tensor(x)
-    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    return x.to(torch.float64), dtype
+def _as_work(*args: Tensor | float) -> tuple[list[Tensor], torch.dtype]:
+    """Inputs in float64 and the output dtype (the tensors' float dtype; float64 for scalars)."""
+    floats = [a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point()]
+    dtype = torch.promote_types(*floats) if len(floats) > 1 else (floats[0] if floats else torch.float64)
+    work = [a.to(torch.float64) if isinstance(a, Tensor) else torch.tensor(a, dtype=torch.float64) for a in args]
+    return work, dtype
 
 
 def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
@@ -50,17 +52,17 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
     """
     if not isinstance(lmax, int) or lmax < 0:
         raise ValueError(f"lmax must be a non-negative int, got {lmax!r}")
-    xw, dtype = _as_work(x)
-    sign = torch.where(xw < 0, -1.0, 1.0).to(xw)
-    ax = xw.abs()
-    safe = torch.where(ax > 0, ax, torch.ones_like(ax))
+    (ax,), dtype = _as_work(x)
+    # j_l(-x) = (-1)^l j_l(x) holds for every formula below, so x is used as it is
+    nonzero = ax != 0
+    safe = torch.where(nonzero, ax, torch.ones_like(ax))
     sin, cos = torch.sin(safe), torch.cos(safe)
-    j0 = torch.where(ax > 0, sin / safe, torch.ones_like(ax))
-    j1 = torch.where(ax > 0, (sin / safe - cos) / safe, torch.zeros_like(ax))
+    j0 = torch.where(nonzero, sin / safe, torch.ones_like(ax))
+    j1 = torch.where(nonzero, (sin / safe - cos) / safe, torch.zeros_like(ax))
     if lmax == 0:
         return j0.unsqueeze(-1).to(dtype)
     # small-argument branch: ratios from a backward continued fraction
-    lo = torch.minimum(ax, torch.full_like(ax, float(lmax + 1)))
+    lo = ax.clamp(-(lmax + 1.0), lmax + 1.0)
     n_start = 2 * lmax + 40
     r = torch.zeros_like(ax)
     ratios = [None] * (lmax + 1)
@@ -80,10 +82,9 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
     large = [j0, j1]
     for n in range(1, lmax):
         large.append((2 * n + 1) / safe * large[-1] - large[-2])
-    use_small = ax < lmax + 1
+    use_small = ax.abs() < lmax + 1
     out = torch.stack([torch.where(use_small, s, g) for s, g in zip(small, large)], dim=-1)
-    parity = torch.stack([sign**l for l in range(lmax + 1)], dim=-1)
-    return (out * parity).to(dtype)
+    return out.to(dtype)
 
 
 def spherical_jn(l: int, x: Tensor) -> Tensor:
@@ -149,9 +150,7 @@ def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
     \log r_\mu`, :math:`r_k = 1/(2k/x + r_{k+1})`.  ``log_iv(0, 0) = 0``; ``-inf`` for
     :math:`\nu > 0, x = 0`.
     """
-    vw, dtype = _as_work(v)
-    xw, dtype_x = _as_work(x)
-    dtype = dtype_x if torch.as_tensor(x).is_floating_point() else dtype
+    (vw, xw), dtype = _as_work(v, x)
     vw, xw = torch.broadcast_tensors(vw, xw)
     if (vw < 0).any() or (xw < 0).any():
         raise ValueError("log_iv needs v >= 0 and x >= 0")
@@ -203,9 +202,7 @@ def log_kv(v: Tensor | float, x: Tensor | float) -> Tensor:
     where :math:`h > h(t^*) - 60` (found by bisection) and the trapezoidal rule on it
     converges exponentially because the integrand is entire.  ``+inf`` at ``x = 0``.
     """
-    vw, dtype = _as_work(v)
-    xw, dtype_x = _as_work(x)
-    dtype = dtype_x if torch.as_tensor(x).is_floating_point() else dtype
+    (vw, xw), dtype = _as_work(v, x)
     vw, xw = torch.broadcast_tensors(vw.abs(), xw)
     if (xw < 0).any():
         raise ValueError("log_kv needs x >= 0")

@@ -1,0 +1,139 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3 as e3o3
+from scipy.special import sph_harm_y
+
+from geobasis.o3 import SphericalHarmonics, spherical_harmonics, spherical_harmonics_standard
+
+
+def _e3nn(lmax, x, normalize=True, normalization="integral"):
+    return e3o3.spherical_harmonics(list(range(lmax + 1)), x, normalize, normalization=normalization)
+
+
+@pytest.mark.parametrize("normalization", ["integral", "component", "norm"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_matches_e3nn_float64(normalization, normalize):
+    x = torch.randn(300, 3, dtype=torch.float64) * 2
+    x[0] = 0.0
+    x[1] = torch.tensor([0.0, 2.0, 0.0])  # polar axis
+    x[2] = torch.tensor([0.0, -0.5, 0.0])
+    for lmax in range(0, 13):
+        ours = spherical_harmonics(lmax, x, normalize, normalization)
+        ref = _e3nn(lmax, x, normalize, normalization)
+        scale = 1.0 if normalize else float(ref.abs().max())
+        assert (ours - ref).abs().max() <= 1e-12 * max(scale, 1.0), lmax
+
+
+def test_matches_e3nn_float32():
+    x = torch.randn(5000, 3)
+    for lmax in range(0, 12):
+        err = (spherical_harmonics(lmax, x) - _e3nn(lmax, x)).abs().max()
+        assert err <= 1e-6, (lmax, err)
+    # at l = 12 e3nn's own float32 rounding error (vs float64) is about 2e-6
+    ref64 = spherical_harmonics(12, x.double())
+    ours = (spherical_harmonics(12, x).double() - ref64).abs().max()
+    theirs = (_e3nn(12, x).double() - ref64).abs().max()
+    assert ours <= max(theirs, 1e-6)
+
+
+def _scipy_real_e3nn_basis(lmax, v):
+    """Independent reference: SciPy's complex Y_l^m with the documented basis change."""
+    # e3nn's basis is the z-polar real basis (no Condon-Shortley phase) at (z, x, y)
+    xp, yp, zp = v[:, 2], v[:, 0], v[:, 1]
+    theta, phi = np.arccos(np.clip(zp, -1, 1)), np.arctan2(yp, xp)
+    out = []
+    for l in range(lmax + 1):
+        for m in range(-l, l + 1):
+            y = sph_harm_y(l, abs(m), theta, phi) * (-1) ** abs(m)  # remove the CS phase
+            out.append(math.sqrt(2) * (y.real if m > 0 else y.imag) if m != 0 else y.real)
+    return np.stack(out, -1)
+
+
+def test_high_degree_against_scipy():
+    v = torch.nn.functional.normalize(torch.randn(200, 3, dtype=torch.float64), dim=-1)
+    v[0] = torch.tensor([0.0, 1.0, 0.0])
+    ours = spherical_harmonics(24, v).numpy()
+    ref = _scipy_real_e3nn_basis(24, v.numpy())
+    assert np.abs(ours - ref).max() <= 1e-12
+
+
+def test_standard_basis_against_scipy():
+    v = torch.nn.functional.normalize(torch.randn(100, 3, dtype=torch.float64), dim=-1)
+    theta, phi = torch.acos(v[:, 2]).numpy(), torch.atan2(v[:, 1], v[:, 0]).numpy()
+    ref = []
+    for l in range(9):
+        for m in range(-l, l + 1):
+            y = sph_harm_y(l, abs(m), theta, phi)  # with Condon-Shortley phase
+            ref.append(math.sqrt(2) * (y.real if m > 0 else y.imag) if m != 0 else y.real)
+    ref = np.stack(ref, -1)
+    assert np.abs(spherical_harmonics_standard(8, v).numpy() - ref).max() <= 1e-12
+
+
+def test_zero_vector_and_poles_are_finite_with_finite_gradients():
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -3.0, 0.0], [1e-30, 1.0, 0.0]], dtype=torch.float64)
+    x.requires_grad_(True)
+    y = spherical_harmonics(10, x)
+    assert torch.isfinite(y).all()
+    assert torch.allclose(y[0, 1:], torch.zeros(120, dtype=torch.float64))
+    (g,) = torch.autograd.grad((y * torch.randn_like(y)).sum(), x)
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gradients_match_e3nn(normalize):
+    x = torch.randn(200, 3, dtype=torch.float64, requires_grad=True)
+    for lmax in (1, 4, 9):
+        w = torch.randn(200, (lmax + 1) ** 2, dtype=torch.float64)
+        (g1,) = torch.autograd.grad((spherical_harmonics(lmax, x, normalize) * w).sum(), x)
+        (g2,) = torch.autograd.grad((_e3nn(lmax, x, normalize) * w).sum(), x)
+        assert (g1 - g2).abs().max() <= 1e-11 * max(1.0, float(g2.abs().max()))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gradcheck_and_gradgradcheck(normalize):
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    f = lambda v: spherical_harmonics(5, v, normalize)
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_second_derivative_matches_e3nn():
+    x = torch.randn(50, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 49, dtype=torch.float64)
+
+    def hessian_vector(fn):
+        (g,) = torch.autograd.grad((fn(6, x) * w).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad((g**2).sum(), x)
+        return h
+
+    assert torch.allclose(hessian_vector(spherical_harmonics), hessian_vector(_e3nn), atol=1e-10)
+
+
+def test_batch_shapes_and_module():
+    x = torch.randn(2, 5, 7, 3)
+    y = SphericalHarmonics(3, normalization="component")(x)
+    assert y.shape == (2, 5, 7, 16)
+    assert torch.allclose(y, spherical_harmonics(3, x.reshape(-1, 3), normalization="component").reshape(2, 5, 7, 16))
+    assert spherical_harmonics(2, torch.zeros(0, 3)).shape == (0, 9)
+
+
+def test_orthonormal_integral_normalization():
+    from geobasis.o3 import S2Grid
+
+    grid = S2Grid(10, 12, 24)
+    gram = grid.harmonics.t() @ (grid.harmonics * grid.weights[:, None])
+    assert torch.allclose(gram, torch.eye(121, dtype=torch.float64), atol=1e-12)
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="lmax"):
+        spherical_harmonics(-1, torch.randn(3, 3))
+    with pytest.raises(ValueError, match=r"\[\.\.\., 3\]"):
+        spherical_harmonics(2, torch.randn(3, 4))
+    with pytest.raises(ValueError, match="normalization"):
+        spherical_harmonics(2, torch.randn(3, 3), normalization="unit")
+    with pytest.raises(TypeError, match="floating"):
+        SphericalHarmonics(2)(torch.ones(3, 3, dtype=torch.long))

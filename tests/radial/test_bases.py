@@ -1,0 +1,146 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import quad
+from scipy.interpolate import BSpline
+from scipy.special import spherical_jn
+
+from geobasis.radial import (
+    BesselBasis,
+    BSplineBasis,
+    ChebyshevBasis,
+    FourierBasis,
+    GaussianBasis,
+    SphericalBesselBasis,
+    spherical_bessel_roots,
+)
+
+
+def test_bessel_basis_formula_limit_and_pyg():
+    from torch_geometric.nn.models.dimenet import BesselBasisLayer
+
+    basis = BesselBasis(6, 5.0)
+    r = torch.tensor([1e-6, 0.5, 2.0, 4.9], dtype=torch.float64)
+    n = torch.arange(1, 7, dtype=torch.float64)
+    expected = math.sqrt(2 / 5.0) * torch.sin(n * math.pi * r[:, None] / 5.0) / r[:, None]
+    assert torch.allclose(basis(r), expected, rtol=1e-9)
+    at_zero = basis(torch.zeros(1, dtype=torch.float64))
+    assert torch.allclose(at_zero, math.sqrt(2 / 5.0) * n * math.pi / 5.0)
+    # PyG's layer is sin(n pi d / c) times its envelope (which holds the 1/d)
+    pyg = BesselBasisLayer(6, cutoff=5.0, envelope_exponent=5)
+    d = torch.tensor([0.5, 2.0, 4.0])
+    sines = pyg(d) / pyg.envelope(d / 5.0)[:, None]
+    assert torch.allclose(sines, BesselBasis(6, 5.0)(d) * d[:, None] / math.sqrt(2 / 5.0), atol=1e-5)
+
+
+def test_bessel_basis_trainable_frequencies():
+    basis = BesselBasis(4, 3.0, trainable=True)
+    basis(torch.rand(10) * 3).sum().backward()
+    assert basis.frequencies.grad is not None and torch.isfinite(basis.frequencies.grad).all()
+
+
+def test_spherical_bessel_roots():
+    roots = spherical_bessel_roots(6, 5).numpy()
+    for l in range(7):
+        assert np.abs(spherical_jn(l, roots[l])).max() < 1e-13
+        assert (np.diff(roots[l]) > 0).all()
+
+
+def test_spherical_bessel_basis_orthonormal_and_zero_at_cutoff():
+    c = 4.0
+    basis = SphericalBesselBasis(3, 4, c)
+    r = torch.tensor([c], dtype=torch.float64)
+    assert basis(r).abs().max() < 1e-14
+    for l in range(4):
+        for n in range(4):
+            for m in range(4):
+                f = lambda x: x * x * float(basis(torch.tensor(x, dtype=torch.float64))[l, n] * basis(torch.tensor(x, dtype=torch.float64))[l, m])
+                val = quad(f, 0, c, limit=200)[0]
+                assert abs(val - (n == m)) < 1e-8
+
+
+def test_spherical_bessel_basis_float32_stable_at_small_r():
+    """Within 1e-6 relative of SciPy for x = r/c in [1e-6, 1], l <= 8, float32."""
+    c = 5.0
+    basis = SphericalBesselBasis(8, 6, c)
+    x = torch.logspace(-6, 0, 3000)
+    ours = basis(x * c).double().numpy()
+    xd = (x * c).double().numpy() / c  # the float32 input, exactly
+    ref = np.empty_like(ours)
+    for l in range(9):
+        for n in range(6):
+            ref[:, l, n] = float(basis.norm[l, n]) * spherical_jn(l, float(basis.roots[l, n]) * xd)
+    normal = np.abs(ref) > np.finfo(np.float32).tiny
+    scale = np.abs(ref).max(0, keepdims=True)
+    away_from_zeros = np.abs(ref) > 1e-4 * scale
+    mask = normal & away_from_zeros
+    assert (np.abs(ours - ref) / np.abs(ref))[mask].max() <= 1e-6
+    # PyG's closed forms fail here; small arguments alone (no zeros nearby):
+    small = normal & (xd[:, None, None] < 1e-2)
+    assert (np.abs(ours - ref) / np.abs(ref))[small].max() <= 1e-6
+
+
+def test_gaussian_basis():
+    g = GaussianBasis(5, 4.0)
+    out = g(torch.tensor([0.0, 1.0, 4.0]))
+    assert out.shape == (3, 5)
+    assert torch.allclose(out[0, 0], torch.tensor(1.0)) and torch.allclose(out[1, 1], torch.tensor(1.0))
+
+
+def test_chebyshev_basis_matches_numpy_and_parity():
+    cheb = ChebyshevBasis(7, start=-2.0, end=2.0)
+    x = torch.linspace(-2, 2, 33, dtype=torch.float64)
+    ref = np.polynomial.chebyshev.chebvander(x.numpy() / 2, 6)
+    assert np.allclose(cheb(x).numpy(), ref)
+    parity = torch.tensor([(-1.0) ** k for k in range(7)], dtype=torch.float64)
+    assert torch.allclose(cheb(-x), cheb(x) * parity)
+
+
+@pytest.mark.parametrize("family,parity", [("even", 1.0), ("odd", -1.0)])
+def test_fourier_families_have_their_symmetry(family, parity):
+    basis = FourierBasis(6, family)
+    x = torch.linspace(-1, 1, 41, dtype=torch.float64)
+    assert torch.allclose(basis(-x), parity * basis(x), atol=1e-14)
+
+
+def test_fourier_full_is_orthonormal_and_mixed():
+    basis = FourierBasis(7, "full")
+    x = (torch.arange(4000, dtype=torch.float64) + 0.5) / 4000 * 2 - 1
+    b = basis(x)
+    gram = b.t() @ b * (2 / 4000)
+    assert torch.allclose(gram, torch.eye(7, dtype=torch.float64), atol=1e-9)
+    assert not torch.allclose(basis(-x), basis(x)) and not torch.allclose(basis(-x), -basis(x))
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3, 5])
+def test_bspline_matches_scipy_and_partition_of_unity(degree):
+    n = 9
+    basis = BSplineBasis(n, degree, start=-1.0, end=2.0)
+    x = torch.linspace(-1, 2, 301, dtype=torch.float64)
+    out = basis(x)
+    assert torch.allclose(out.sum(-1), torch.ones_like(x), atol=1e-12)
+    h = 3.0 / (n - degree)
+    knots = np.array([-1 + (i - degree) * h for i in range(n + degree + 1)])
+    ref = np.stack([np.nan_to_num(BSpline.basis_element(knots[i : i + degree + 2], extrapolate=False)(x.numpy())) for i in range(n)], -1)
+    assert np.abs(out.numpy()[:-1] - ref[:-1]).max() < 1e-12  # scipy's last element is open at the end
+
+
+def test_bspline_gradcheck():
+    basis = BSplineBasis(6, 3, 0.0, 1.0)
+    x = torch.tensor([0.1, 0.37, 0.81], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(basis, (x,))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="num_basis"):
+        BesselBasis(0, 1.0)
+    with pytest.raises(ValueError, match="cutoff"):
+        BesselBasis(3, -1.0)
+    with pytest.raises(ValueError, match="family"):
+        FourierBasis(3, "sine")
+    with pytest.raises(ValueError, match="exceed"):
+        BSplineBasis(3, 3)
+    with pytest.raises(ValueError, match="start < end"):
+        ChebyshevBasis(3, 1.0, 0.0)
