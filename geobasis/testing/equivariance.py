@@ -163,7 +163,7 @@ class _Context:
         if spec.level is not None:
             return spec.level
         if spec.kind == "cell":
-            return "graph"
+            return "global" if value.dim() == 2 and self.num_graphs == 1 else "graph"
         lead = value.shape[0] if value.dim() > 0 else None
         if lead == self.num_nodes:
             return "node"

@@ -1,0 +1,130 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geobasis.graph import edge_vectors, radius_graph
+from geobasis.o3 import random_rotation
+
+
+def brute_force(pos, r, batch=None, loop=False):
+    batch = torch.zeros(len(pos), dtype=torch.long) if batch is None else batch
+    mask = (torch.cdist(pos, pos) < r) & (batch[:, None] == batch[None, :])
+    if not loop:
+        mask.fill_diagonal_(False)
+    tgt, src = mask.nonzero(as_tuple=True)
+    edges = torch.stack([src, tgt])
+    return edges[:, torch.argsort(tgt * max(len(pos), 1) + src)]
+
+
+def brute_force_periodic(pos, r, cell, loop=False):
+    vol = torch.linalg.det(cell).abs()
+    heights = [vol / torch.linalg.cross(cell[a], cell[b]).norm() for a, b in ((1, 2), (2, 0), (0, 1))]
+    frac = pos @ torch.linalg.inv(cell)
+    spread = int(frac.abs().max().ceil()) * 2 + 1
+    reach = [int(torch.ceil(r / h)) + 1 + spread for h in heights]
+    found = set()
+    for s in itertools.product(*[range(-m, m + 1) for m in reach]):
+        shift = torch.tensor(s, dtype=pos.dtype)
+        vec = pos[None, :, :] + shift @ cell - pos[:, None, :]
+        mask = vec.norm(dim=-1) < r
+        if not loop and not any(s):
+            mask.fill_diagonal_(False)
+        for i, j in mask.nonzero().tolist():
+            found.add((j, i, *s))
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 120),
+    r=st.floats(0.05, 4.0),
+    graphs=st.integers(1, 4),
+    loop=st.booleans(),
+    seed=st.integers(0, 10_000),
+    scale=st.sampled_from([0.1, 1.0, 5.0]),
+)
+def test_matches_brute_force(n, r, graphs, loop, seed, scale):
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.randn(n, 3, generator=gen, dtype=torch.float64) * scale
+    batch = torch.sort(torch.randint(0, graphs, (n,), generator=gen)).values
+    assert torch.equal(radius_graph(pos, r, batch, loop=loop), brute_force(pos, r, batch, loop))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 10), r=st.floats(0.3, 3.5), seed=st.integers(0, 10_000), loop=st.booleans())
+def test_periodic_matches_brute_force_including_small_cells(n, r, seed, loop):
+    gen = torch.Generator().manual_seed(seed)
+    cell = torch.randn(3, 3, generator=gen, dtype=torch.float64) * 0.4 + torch.eye(3, dtype=torch.float64) * 1.5
+    pos = torch.randn(n, 3, generator=gen, dtype=torch.float64) * 2  # not wrapped on purpose
+    edge_index, shifts = radius_graph(pos, r, loop=loop, cell=cell)
+    got = {(j, i, *s) for (j, i), s in zip(edge_index.t().tolist(), shifts.tolist())}
+    assert got == brute_force_periodic(pos, r, cell, loop)
+    vec, length = edge_vectors(pos, edge_index, shifts, cell)
+    assert (length < r).all()
+
+
+def test_atom_sees_its_own_images_in_a_small_cell():
+    cell = torch.eye(3, dtype=torch.float64) * 1.0
+    edge_index, shifts = radius_graph(torch.zeros(1, 3, dtype=torch.float64), 1.5, cell=cell)
+    # 6 face neighbours at 1.0 and 12 edge neighbours at sqrt(2)
+    assert edge_index.shape[1] == 18 and (edge_index == 0).all()
+
+
+def test_mixed_periodicity_and_batched_cells():
+    pos = torch.tensor([[0.1, 0.1, 0.1], [0.1, 0.1, 3.9], [0.2, 0.2, 0.2], [0.2, 0.2, 3.8]], dtype=torch.float64)
+    batch = torch.tensor([0, 0, 1, 1])
+    cell = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1) * 4.0
+    pbc = torch.tensor([[True, True, True], [True, True, False]])
+    edge_index, shifts = radius_graph(pos, 0.5, batch, cell=cell, pbc=pbc)
+    assert {tuple(e) for e in edge_index.t().tolist()} == {(0, 1), (1, 0)}
+    assert shifts.abs().sum() == 2
+
+
+def test_max_num_neighbors_keeps_the_nearest():
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]], dtype=torch.float64)
+    edge_index = radius_graph(pos, 10.0, max_num_neighbors=2)
+    sources_of_0 = edge_index[0, edge_index[1] == 0].tolist()
+    assert sorted(sources_of_0) == [1, 2]
+    assert (torch.bincount(edge_index[1]) == 2).all()
+
+
+def test_large_system_is_linear_memory():
+    # 100,000 points at molecular density: an N x N matrix would need 40 GB
+    n = 100_000
+    pos = torch.rand(n, 3) * (n / 0.1) ** (1 / 3)
+    edge_index = radius_graph(pos, 3.0)
+    sample = torch.randint(0, n, (50,))
+    for i in sample.tolist():
+        d = (pos - pos[i]).norm(dim=-1)
+        expected = set(torch.nonzero((d < 3.0)).flatten().tolist()) - {i}
+        assert set(edge_index[0, edge_index[1] == i].tolist()) == expected
+
+
+def test_rotation_and_translation_invariance():
+    pos = torch.randn(60, 3, dtype=torch.float64) * 2
+    R = random_rotation(dtype=torch.float64)
+    assert torch.equal(radius_graph(pos, 1.5), radius_graph(pos @ R.t() + 3.0, 1.5))
+
+
+def test_empty_and_single():
+    assert radius_graph(torch.zeros(0, 3), 1.0).shape == (2, 0)
+    assert radius_graph(torch.zeros(1, 3), 1.0).shape == (2, 0)
+    assert radius_graph(torch.zeros(1, 3), 1.0, loop=True).tolist() == [[0], [0]]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        radius_graph(torch.zeros(4, 2), 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        radius_graph(torch.zeros(4, 3), -1.0)
+    with pytest.raises(ValueError, match="batch"):
+        radius_graph(torch.zeros(4, 3), 1.0, batch=torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="NaN"):
+        radius_graph(torch.full((2, 3), float("nan")), 1.0)
+    with pytest.raises(ValueError, match="cell"):
+        radius_graph(torch.zeros(2, 3), 1.0, pbc=True)
+    with pytest.raises(ValueError, match="singular"):
+        radius_graph(torch.zeros(2, 3), 1.0, cell=torch.zeros(3, 3))
