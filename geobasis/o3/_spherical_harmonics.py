@@ -62,12 +62,13 @@ def degree_scale(l: int, normalization: str) -> float:
     raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}")
 
 
-def _recurrence_tables(lmax: int, normalization: str) -> dict[str, Tensor]:
+def _recurrence_tables(lmax: int, normalization: str) -> tuple[list[float], dict[str, Tensor]]:
     r"""Coefficients in the symmetric block layout, normalisation folded in.
 
     For degree ``l`` the block has rows ``m = -l..l`` holding
     :math:`s_l \sqrt{2 - \delta_{m0}}\,\bar Q_l^{|m|}`.  Rows ``|m| <= l - 1`` follow from
-    the two previous blocks; the two outer rows are constants.
+    the two previous blocks; the two outer rows are constants (returned as Python floats,
+    so that no tensor is read back to the host in a forward pass).
     """
     a_rows, b_rows, edges = [], [], []
     for l in range(lmax + 1):
@@ -86,10 +87,10 @@ def _recurrence_tables(lmax: int, normalization: str) -> dict[str, Tensor]:
             diag *= math.sqrt((2 * l + 1) / (2 * l))
         edges.append(diag * degree_scale(l, normalization) * (math.sqrt(2.0) if l else 1.0))
     f64 = torch.float64
-    return {
+    return edges, {
         "a": torch.tensor(a_rows, dtype=f64).unsqueeze(-1),
         "b": torch.tensor(b_rows, dtype=f64).unsqueeze(-1),
-        "edge": torch.tensor(edges, dtype=f64),
+        "neg_b": -torch.tensor(b_rows, dtype=f64).unsqueeze(-1),
         "m": torch.arange(1, lmax + 1, dtype=f64).unsqueeze(-1),
     }
 
@@ -108,155 +109,177 @@ def _azimuthal(lmax: int, u: Tensor, w: Tensor, out: Tensor) -> Tensor:
     return t
 
 
+def _cast(value, dtype: torch.dtype):
+    return value.to(dtype) if isinstance(value, Tensor) else value
+
+
 def _chunk_size(lmax: int) -> int:
     """Vectors per chunk: the per-chunk work arrays stay in the processor's cache."""
     return max(1024, (1 << 19) // (lmax + 1) ** 2)
 
 
-def _forward_chunked(lmax: int, cuw: Tensor, r2: Tensor, tables: dict[str, Tensor]) -> Tensor:
-    """Harmonics ``[N, (lmax+1)**2]`` of unit vectors given as ``cuw [3, N]``.
+def _chunks(n: int, size: int):
+    """``(lo, hi)`` ranges covering ``0..n`` in pieces of ``size``."""
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def _unit_chunk(cuw: Tensor, lo: int, hi: int, work: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Chunk of ``cuw`` in the work precision, renormalised there; and the nonzero mask.
+
+    Renormalising makes the polynomial recurrence (which assumes :math:`|\hat r| = 1`)
+    exact for float32 input evaluated in float64; zero vectors stay zero.
+    """
+    chunk = cuw[:, lo:hi].to(work)
+    norm = torch.sqrt(chunk[0] * chunk[0] + chunk[1] * chunk[1] + chunk[2] * chunk[2])
+    positive = norm > 0
+    chunk = chunk / torch.where(positive, norm, torch.ones_like(norm))
+    return chunk, positive.to(work)
+
+
+def _forward_chunked(lmax: int, cuw: Tensor, tables: dict[str, Tensor]) -> Tensor:
+    """Harmonics ``[N, (lmax+1)**2]`` of unit (or zero) vectors given as ``cuw [3, N]``.
 
     Each chunk of vectors is computed in a degree-major ``[(lmax+1)**2, B]`` work array
     (every operation runs along contiguous vectors), then written transposed into the
-    output.  The work arrays are allocated once per call.
+    output.  Degrees ``l >= 1`` vanish for zero vectors, as in e3nn.
     """
-    a, b, edge = tables["a"], tables["b"], tables["edge"]
+    a, neg_b, edge = tables["a"], tables["neg_b"], tables["edge"]
     n = cuw.shape[-1]
     dim = (lmax + 1) ** 2
     out = cuw.new_empty((n, dim))
+    work = a.dtype  # float64 work arrays for float32 input: one final rounding
     bsz = min(_chunk_size(lmax), max(n, 1))
-    work = a.dtype  # float64 work arrays for float32 input: error of one final rounding
-    q = cuw.new_empty((dim, bsz), dtype=work)
-    t = cuw.new_empty((2 * lmax + 1, bsz), dtype=work)
-    for lo in range(0, n, bsz):
-        hi = min(lo + bsz, n)
-        k = hi - lo
-        chunk = cuw[:, lo:hi].to(work)
-        c, u, w = chunk[0], chunk[1], chunk[2]
-        rr = (chunk * chunk).sum(0)  # |r_hat|^2 in the work precision
-        qk, tk = q[:, :k], t[:, :k]
-        _azimuthal(lmax, u, w, tk)
-        qk[0].fill_(float(edge[0]))
+    q_full = cuw.new_empty((dim, bsz), dtype=work)
+    t_full = cuw.new_empty((2 * lmax + 1, bsz), dtype=work)
+    for lo, hi in _chunks(n, bsz):
+        chunk, nonzero = _unit_chunk(cuw, lo, hi, work)
+        c = chunk[0]
+        q, t = q_full[:, : hi - lo], t_full[:, : hi - lo]
+        _azimuthal(lmax, chunk[1], chunk[2], t)
+        q[0].fill_(edge[0])
         row = 0
         for l in range(1, lmax + 1):
-            block = qk[l * l : (l + 1) ** 2]
+            block = q[l * l : (l + 1) ** 2]
             inner = block[1:-1]
-            torch.mul(qk[(l - 1) ** 2 : l * l], c, out=inner)
-            inner.mul_(a[row : row + 2 * l - 1])
+            torch.mul(q[(l - 1) ** 2 : l * l], c, out=inner).mul_(a[row : row + 2 * l - 1])
             if l >= 2:
-                lower = qk[(l - 2) ** 2 : (l - 1) ** 2] * b[row + 1 : row + 2 * l - 2]
-                inner[1:-1].sub_(lower.mul_(rr))
-            block[0].fill_(float(edge[l]))
-            block[-1].fill_(float(edge[l]))
+                inner[1:-1].addcmul_(q[(l - 2) ** 2 : (l - 1) ** 2], neg_b[row + 1 : row + 2 * l - 2])
+            block[0].fill_(edge[l])
+            block[-1].fill_(edge[l])
             row += 2 * l - 1
-        for l in range(1, lmax + 1):
-            qk[l * l : (l + 1) ** 2].mul_(tk[lmax - l : lmax + l + 1])
-        out[lo:hi].copy_(qk.t())
+        for l in range(1, lmax + 1):  # after the recurrence, which reads the plain blocks
+            q[l * l : (l + 1) ** 2].mul_(t[lmax - l : lmax + l + 1])
+        if lmax >= 1:
+            q[1:].mul_(nonzero)
+        out[lo:hi].copy_(q.t())
     return out
 
 
-def _vjp_chunked(
-    lmax: int, cuw: Tensor, r2: Tensor, grad: Tensor, tables: dict[str, Tensor]
-) -> Tensor:
-    r"""Vector-Jacobian product ``grad [N, (lmax+1)**2]`` -> ``[3, N]`` (``r2`` held fixed).
+def _vjp_chunked(lmax: int, cuw: Tensor, grad: Tensor, tables: dict[str, Tensor]) -> Tensor:
+    r"""Vector-Jacobian product ``grad [N, (lmax+1)**2]`` -> ``[3, N]`` on the unit sphere.
 
     Per chunk, the Legendre blocks and their :math:`\partial_c` are regenerated degree
     by degree and contracted at once with the incoming gradient:
     :math:`h_m = \sum_l g_{lm} \bar Q_l^{|m|}`, :math:`h'_m = \sum_l g_{lm}
     \partial_c \bar Q_l^{|m|}`; then :math:`\partial_c = \sum_m h'_m T_m` and the
     in-plane derivatives follow from :math:`\partial_u (u + i w)^m = m (u + i w)^{m-1}`.
+    The work precision is the input's (gradients need no extra digits).
     """
-    a, b, edge = tables["a"], tables["b"], tables["edge"]
+    a, neg_b, edge, m_weights = tables["a"], tables["neg_b"], tables["edge"], tables["m"]
     n = cuw.shape[-1]
     dim = (lmax + 1) ** 2
     width = 2 * lmax + 1
+    work = a.dtype
     result = cuw.new_empty((3, n))
     bsz = min(_chunk_size(lmax), max(n, 1))
-    work = a.dtype
-    g_t = cuw.new_empty((dim, bsz), dtype=work)
-    t = cuw.new_empty((width, bsz), dtype=work)
-    ring_q = cuw.new_empty((3, width, bsz), dtype=work)  # q_l, q_(l-1), q_(l-2), centred
-    ring_d = cuw.new_empty((3, width, bsz), dtype=work)
-    h = cuw.new_empty((width, bsz), dtype=work)
-    hd = cuw.new_empty((width, bsz), dtype=work)
-    m_weights = tables["m"]
-    for lo in range(0, n, bsz):
-        hi = min(lo + bsz, n)
+    g_full = cuw.new_empty((dim, bsz), dtype=work)
+    t_full = cuw.new_empty((width, bsz), dtype=work)
+    ring_q = cuw.new_zeros((3, width, bsz), dtype=work)  # q_l, q_(l-1), q_(l-2), centred rows
+    ring_d = cuw.new_zeros((3, width, bsz), dtype=work)
+    h_full = cuw.new_empty((width, bsz), dtype=work)
+    hd_full = cuw.new_empty((width, bsz), dtype=work)
+    for lo, hi in _chunks(n, bsz):
         k = hi - lo
-        chunk = cuw[:, lo:hi].to(work)
-        c, u, w = chunk[0], chunk[1], chunk[2]
-        rr = (chunk * chunk).sum(0)  # |r_hat|^2 in the work precision
-        gk = g_t[:, :k]
-        gk.copy_(grad[lo:hi].t())
-        tk = _azimuthal(lmax, u, w, t[:, :k])
-        hk, hdk = h[:, :k].zero_(), hd[:, :k].zero_()
-        hk[lmax].add_(gk[0], alpha=float(edge[0]))
+        chunk, _ = _unit_chunk(cuw, lo, hi, work)
+        c = chunk[0]
+        g = g_full[:, :k]
+        g.copy_(grad[lo:hi].t())
+        t = _azimuthal(lmax, chunk[1], chunk[2], t_full[:, :k])
+        h, hd = h_full[:, :k].zero_(), hd_full[:, :k].zero_()
+        h[lmax].add_(g[0], alpha=edge[0])
         qs, ds = ring_q[:, :, :k], ring_d[:, :, :k]
-        qs[0, lmax].fill_(float(edge[0]))
+        qs[0, lmax].fill_(edge[0])
         ds[0, lmax].zero_()
         row = 0
         for l in range(1, lmax + 1):
-            cur, prev, prev2 = l % 3, (l - 1) % 3, (l - 2) % 3
+            cur, prev, prev2 = qs[l % 3], qs[(l - 1) % 3], qs[(l - 2) % 3]
+            dcur, dprev, dprev2 = ds[l % 3], ds[(l - 1) % 3], ds[(l - 2) % 3]
             rows = slice(lmax - l + 1, lmax + l)  # |m| <= l - 1
             al = a[row : row + 2 * l - 1]
-            q_in, d_in = qs[cur, rows], ds[cur, rows]
-            torch.mul(qs[prev, rows], c, out=q_in)
-            torch.addcmul(qs[prev, rows], ds[prev, rows], c, out=d_in)
-            q_in.mul_(al)
-            d_in.mul_(al)
+            torch.mul(prev[rows], c, out=cur[rows]).mul_(al)
+            torch.addcmul(prev[rows], dprev[rows], c, out=dcur[rows]).mul_(al)
             if l >= 2:
-                bl = b[row + 1 : row + 2 * l - 2] * rr
                 inner2 = slice(lmax - l + 2, lmax + l - 1)
-                qs[cur, inner2].sub_(qs[prev2, inner2] * bl)
-                ds[cur, inner2].sub_(ds[prev2, inner2] * bl)
-            qs[cur, lmax - l].fill_(float(edge[l]))
-            qs[cur, lmax + l].fill_(float(edge[l]))
-            ds[cur, lmax - l].zero_()
-            ds[cur, lmax + l].zero_()
+                bl = neg_b[row + 1 : row + 2 * l - 2]
+                cur[inner2].addcmul_(prev2[inner2], bl)
+                dcur[inner2].addcmul_(dprev2[inner2], bl)
+            cur[lmax - l].fill_(edge[l])
+            cur[lmax + l].fill_(edge[l])
+            dcur[lmax - l].zero_()
+            dcur[lmax + l].zero_()
             row += 2 * l - 1
-            g = gk[l * l : (l + 1) ** 2]
-            full = slice(lmax - l, lmax + l + 1)
-            hk[full].addcmul_(g, qs[cur, full])
-            hdk[rows].addcmul_(g[1:-1], ds[cur, rows])
+            block = g[l * l : (l + 1) ** 2]
+            h[lmax - l : lmax + l + 1].addcmul_(block, cur[lmax - l : lmax + l + 1])
+            hd[rows].addcmul_(block[1:-1], dcur[rows])
         out = result[:, lo:hi]
-        out[0].copy_(hdk.mul_(tk).sum(0))
+        out[0].copy_(hd.mul_(t).sum(0))
         if lmax == 0:
             out[1:].zero_()
             continue
-        pos = hk[lmax + 1 :].mul_(m_weights)  # m = 1..lmax
-        neg = hk[:lmax].flip(0).mul_(m_weights)  # |m| = 1..lmax
-        cos_prev = tk[lmax : 2 * lmax]  # Re (u+iw)^(m-1)
-        sin_prev = torch.cat([torch.zeros_like(tk[:1]), tk[1:lmax].flip(0)])  # Im (u+iw)^(m-1)
+        pos = h[lmax + 1 :].mul_(m_weights)  # m = 1..lmax
+        neg = h[:lmax].flip(0).mul_(m_weights)  # |m| = 1..lmax
+        cos_prev = t[lmax : 2 * lmax]  # Re (u+iw)^(m-1)
+        sin_prev = torch.cat([torch.zeros_like(t[:1]), t[1:lmax].flip(0)])  # Im (u+iw)^(m-1)
         out[1].copy_((pos * cos_prev + neg * sin_prev).sum(0))
         out[2].copy_((neg * cos_prev - pos * sin_prev).sum(0))
     return result
 
 
 class _UnitHarmonics(torch.autograd.Function):
-    """Harmonics of unit vectors ``cuw [3, N]`` with an analytic, twice-differentiable backward."""
+    """Harmonics of the directions of ``cuw [3, N]``; analytic, twice-differentiable backward."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, cuw: Tensor, r2: Tensor, lmax: int, tables: dict[str, Tensor]
+        ctx, cuw: Tensor, lmax: int, tables: dict[str, Tensor]
     ) -> Tensor:
-        ctx.save_for_backward(cuw, r2)
+        ctx.save_for_backward(cuw)
         ctx.lmax = lmax
         ctx.tables = tables
-        return _forward_chunked(lmax, cuw, r2, tables)
+        return _forward_chunked(lmax, cuw, tables)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        # |r_hat|^2 is held constant: exact for every vector longer than the
-        # normalisation eps, where the radial part is projected out by normalize().
-        cuw, r2 = ctx.saved_tensors
+        (cuw,) = ctx.saved_tensors
         if torch.is_grad_enabled():
             # double backward requested: differentiate the plain polynomial form
             with torch.enable_grad():
-                tables = {k: v.to(cuw.dtype) for k, v in ctx.tables.items()}
-                out = _plain_evaluate(ctx.lmax, cuw, tables, r2).t()
+                tables = {k: _cast(v, cuw.dtype) for k, v in ctx.tables.items()}
+                unit = torch.nn.functional.normalize(cuw, dim=0, eps=_EPS)
+                r2 = (unit * unit).sum(0)
+                out = _plain_evaluate(ctx.lmax, unit, tables, r2).t()
                 (grad_cuw,) = torch.autograd.grad(out, cuw, grad, create_graph=True)
-            return grad_cuw, None, None, None
-        return _vjp_chunked(ctx.lmax, cuw, r2, grad, ctx.tables), None, None, None
+            return grad_cuw, None, None
+        tables = {k: _cast(v, cuw.dtype) for k, v in ctx.tables.items()}
+        grad_unit = _vjp_chunked(ctx.lmax, cuw, grad, tables)
+        # through r_hat = r / max(|r|, eps): project out the radial part, divide by |r|
+        norm = torch.sqrt((cuw * cuw).sum(0))
+        scale = norm.clamp_min(_EPS)
+        radial = (grad_unit * cuw).sum(0) / scale
+        radial = torch.where(norm > _EPS, radial, torch.zeros_like(radial))
+        return (grad_unit - radial * cuw / scale) / scale, None, None
+
+
+_EPS = 1e-12  # e3nn's normalisation epsilon
 
 
 class SphericalHarmonics(nn.Module):
@@ -275,8 +298,9 @@ class SphericalHarmonics(nn.Module):
 
     Args:
         lmax: highest degree (any non-negative int).
-        normalize: normalise the input vectors first (as e3nn, ``x / max(|x|, 1e-12)``:
-            the zero vector maps to the zero vector, with finite gradients).  With
+        normalize: evaluate at the direction :math:`\hat r = \vec r / |\vec r|` (the
+            zero vector gives :math:`Y_0` and zeros, as in e3nn, with finite gradients;
+            e3nn's ``x / max(|x|, 1e-12)`` differs only for lengths below 1e-12).  With
             ``normalize=False`` the output is the solid harmonic
             :math:`|\vec r|^l Y_l^m(\hat r)`, a homogeneous polynomial.
         normalization: ``"integral"``, ``"component"`` or ``"norm"``.
@@ -291,7 +315,9 @@ class SphericalHarmonics(nn.Module):
         self.lmax = lmax
         self.normalize = normalize
         self.normalization = normalization
-        for name, value in _recurrence_tables(lmax, normalization).items():
+        edges, tables = _recurrence_tables(lmax, normalization)
+        self.edge = edges
+        for name, value in tables.items():
             self.register_buffer(name, value, persistent=False)
 
     def forward(self, vectors: Tensor) -> Tensor:
@@ -299,23 +325,22 @@ class SphericalHarmonics(nn.Module):
             raise ValueError(f"vectors must have shape [..., 3], got {tuple(vectors.shape)}")
         if not vectors.is_floating_point():
             raise TypeError(f"vectors must be a floating-point tensor, got {vectors.dtype}")
-        tables = {"a": self.a, "b": self.b, "edge": self.edge, "m": self.m}
+        tables = {"a": self.a, "b": self.b, "neg_b": self.neg_b, "m": self.m}
         # the chunked kernels work in float64 (one final rounding for float32 input);
         # half precisions are computed in float32
         work = torch.float64 if vectors.dtype in (torch.float32, torch.float64) else torch.float32
         if self.a.dtype != work or self.a.device != vectors.device:
             tables = {k: v.to(device=vectors.device, dtype=work) for k, v in tables.items()}
+        tables["edge"] = self.edge
         lead = vectors.shape[:-1]
         flat = vectors.reshape(-1, 3)
-        if self.normalize:
-            flat = torch.nn.functional.normalize(flat, dim=-1)
         # e3nn: polar axis y, azimuth in the z-x plane from z towards x
         cuw = flat.t()[[1, 2, 0]]
-        r2 = (flat * flat).sum(-1)
         if self.normalize:
-            out = _UnitHarmonics.apply(cuw, r2.detach(), self.lmax, tables)
+            out = _UnitHarmonics.apply(cuw, self.lmax, tables)
         else:
-            tables = {k: v.to(vectors.dtype) for k, v in tables.items()}
+            r2 = (flat * flat).sum(-1)
+            tables = {k: _cast(v, vectors.dtype) for k, v in tables.items()}
             out = _plain_evaluate(self.lmax, cuw, tables, r2).t()
         return out.reshape(*lead, (self.lmax + 1) ** 2)
 

@@ -120,7 +120,9 @@ def _parse_irreps(irreps) -> list[tuple[int, int]]:
 
 def _standard_core(lmax: int, vectors: Tensor) -> Tensor:
     """Orthonormal real harmonics about z, without the Condon–Shortley phase."""
-    tables = {k: v.to(vectors.dtype) for k, v in _recurrence_tables(lmax, "integral").items()}
+    edges, tables = _recurrence_tables(lmax, "integral")
+    tables = {k: v.to(vectors.dtype) for k, v in tables.items()}
+    tables["edge"] = edges
     flat = torch.nn.functional.normalize(vectors.reshape(-1, 3), dim=-1)
     r2 = (flat * flat).sum(-1)
     cuw = flat.t()[[2, 0, 1]]  # polar z, azimuth from x towards y

@@ -29,14 +29,16 @@ def test_matches_e3nn_float64(normalization, normalize):
 
 def test_matches_e3nn_float32():
     x = torch.randn(5000, 3)
-    for lmax in range(0, 12):
-        err = (spherical_harmonics(lmax, x) - _e3nn(lmax, x)).abs().max()
-        assert err <= 1e-6, (lmax, err)
-    # at l = 12 e3nn's own float32 rounding error (vs float64) is about 2e-6
-    ref64 = spherical_harmonics(12, x.double())
-    ours = (spherical_harmonics(12, x).double() - ref64).abs().max()
-    theirs = (_e3nn(12, x).double() - ref64).abs().max()
-    assert ours <= max(theirs, 1e-6)
+    exact = spherical_harmonics(12, x.double())  # float64 at the same float32 inputs
+    for lmax in range(0, 13):
+        dim = (lmax + 1) ** 2
+        ours = (spherical_harmonics(lmax, x).double() - exact[:, :dim]).abs().max()
+        theirs = (_e3nn(lmax, x).double() - exact[:, :dim]).abs().max()
+        # geobasis rounds once (float64 inside): within 1e-6 of the exact value, and
+        # never further from it than e3nn's own float32 polynomials
+        assert ours <= 1e-6 and ours <= theirs + 1e-7, (lmax, ours, theirs)
+        # so it agrees with e3nn to e3nn's own rounding error (about 1e-6 at l = 8..12)
+        assert (spherical_harmonics(lmax, x) - _e3nn(lmax, x)).abs().max() <= max(1e-6, 1.05 * float(theirs) + 1e-6)
 
 
 def _scipy_real_e3nn_basis(lmax, v):

@@ -1,0 +1,70 @@
+"""Shared helpers for the benchmarks: timing, environment, result files."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def median_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2, budget: float = 20.0) -> float:
+    """Median wall time of ``fn`` in seconds after ``warmup`` calls (fewer repeats past ``budget``)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times) >= 3:
+            break
+    return statistics.median(times)
+
+
+def environment() -> dict[str, object]:
+    import e3nn
+
+    info: dict[str, object] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "e3nn": e3nn.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+    }
+    try:
+        import torch_geometric
+
+        info["torch_geometric"] = torch_geometric.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_results(name: str, rows: list[dict], columns: list[str], title: str, notes: str = "") -> Path:
+    """Write ``results/<name>.json`` and ``results/<name>.md`` (a Markdown table)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "environment": environment(), "rows": rows}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    lines = [f"## {title}", "", notes, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row.get(c, "")
+            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    env = payload["environment"]
+    lines += ["", f"torch {env['torch']}, e3nn {env['e3nn']}, {env['threads']} thread(s), {env['machine']}."]
+    path = RESULTS / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
