@@ -81,6 +81,14 @@ def _recurrence_tables(lmax: int, normalization: str) -> tuple[list[float], dict
             num = ((l - 1) ** 2 - mm * mm) * (2 * l + 1)
             den = (2 * l - 3) * (l * l - mm * mm) if l >= 2 else 1
             b_rows.append(math.sqrt(num / den) * s_l / s_2 if num > 0 else 0.0)
+    dcoef = []  # per block row m: d Qbar_l^|m| / dc = dcoef * Qbar_l^(|m|+1)
+    for l in range(lmax + 1):
+        for m in range(-l, l + 1):
+            mm = abs(m)
+            if mm == l:
+                dcoef.append(0.0)
+            else:
+                dcoef.append(math.sqrt((l - mm) * (l + mm + 1)) / (math.sqrt(2.0) if mm == 0 else 1.0))
     diag = 1.0 / math.sqrt(4 * math.pi)
     for l in range(lmax + 1):
         if l >= 1:
@@ -91,6 +99,7 @@ def _recurrence_tables(lmax: int, normalization: str) -> tuple[list[float], dict
         "a": torch.tensor(a_rows, dtype=f64).unsqueeze(-1),
         "b": torch.tensor(b_rows, dtype=f64).unsqueeze(-1),
         "neg_b": -torch.tensor(b_rows, dtype=f64).unsqueeze(-1),
+        "dcoef": torch.tensor(dcoef, dtype=f64).unsqueeze(-1),
         "m": torch.arange(1, lmax + 1, dtype=f64).unsqueeze(-1),
     }
 
@@ -136,25 +145,31 @@ def _unit_chunk(cuw: Tensor, lo: int, hi: int, work: torch.dtype) -> tuple[Tenso
     return chunk, positive.to(work)
 
 
-def _forward_chunked(lmax: int, cuw: Tensor, tables: dict[str, Tensor]) -> Tensor:
-    """Harmonics ``[N, (lmax+1)**2]`` of unit (or zero) vectors given as ``cuw [3, N]``.
+def _forward_chunked(
+    lmax: int, cuw: Tensor, tables: dict[str, Tensor], save: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """Harmonics ``[N, (lmax+1)**2]`` of the directions of ``cuw [3, N]``.
 
     Each chunk of vectors is computed in a degree-major ``[(lmax+1)**2, B]`` work array
     (every operation runs along contiguous vectors), then written transposed into the
-    output.  Degrees ``l >= 1`` vanish for zero vectors, as in e3nn.
+    output.  Degrees ``l >= 1`` vanish for zero vectors, as in e3nn.  With ``save``, the
+    Legendre blocks :math:`\bar Q_l^{|m|}(c)` are also returned (``[(lmax+1)**2, N]``, the
+    input's dtype) for the backward pass.
     """
     a, neg_b, edge = tables["a"], tables["neg_b"], tables["edge"]
     n = cuw.shape[-1]
     dim = (lmax + 1) ** 2
     out = cuw.new_empty((n, dim))
+    saved = cuw.new_empty((dim, n)) if save else None
     work = a.dtype  # float64 work arrays for float32 input: one final rounding
     bsz = min(_chunk_size(lmax), max(n, 1))
     q_full = cuw.new_empty((dim, bsz), dtype=work)
+    y_full = cuw.new_empty((dim, bsz), dtype=work)
     t_full = cuw.new_empty((2 * lmax + 1, bsz), dtype=work)
     for lo, hi in _chunks(n, bsz):
         chunk, nonzero = _unit_chunk(cuw, lo, hi, work)
         c = chunk[0]
-        q, t = q_full[:, : hi - lo], t_full[:, : hi - lo]
+        q, y, t = q_full[:, : hi - lo], y_full[:, : hi - lo], t_full[:, : hi - lo]
         _azimuthal(lmax, chunk[1], chunk[2], t)
         q[0].fill_(edge[0])
         row = 0
@@ -167,70 +182,59 @@ def _forward_chunked(lmax: int, cuw: Tensor, tables: dict[str, Tensor]) -> Tenso
             block[0].fill_(edge[l])
             block[-1].fill_(edge[l])
             row += 2 * l - 1
-        for l in range(1, lmax + 1):  # after the recurrence, which reads the plain blocks
-            q[l * l : (l + 1) ** 2].mul_(t[lmax - l : lmax + l + 1])
         if lmax >= 1:
             q[1:].mul_(nonzero)
-        out[lo:hi].copy_(q.t())
-    return out
+        if saved is not None:
+            saved[:, lo:hi].copy_(q)
+        y[0].copy_(q[0])
+        for l in range(1, lmax + 1):
+            torch.mul(q[l * l : (l + 1) ** 2], t[lmax - l : lmax + l + 1], out=y[l * l : (l + 1) ** 2])
+        out[lo:hi].copy_(y.t())
+    return out, saved
 
 
-def _vjp_chunked(lmax: int, cuw: Tensor, grad: Tensor, tables: dict[str, Tensor]) -> Tensor:
+def _vjp_chunked(
+    lmax: int, cuw: Tensor, legendre: Tensor, grad: Tensor, tables: dict[str, Tensor]
+) -> Tensor:
     r"""Vector-Jacobian product ``grad [N, (lmax+1)**2]`` -> ``[3, N]`` on the unit sphere.
 
-    Per chunk, the Legendre blocks and their :math:`\partial_c` are regenerated degree
-    by degree and contracted at once with the incoming gradient:
+    Uses the Legendre blocks saved by the forward pass and
+    :math:`\partial_c \bar Q_l^m = \sqrt{(l-m)(l+m+1)}\,(s_m / s_{m+1})\, \bar Q_l^{m+1}`
+    (because :math:`P_l^m / \sin^m\theta = d^m P_l / dc^m`; :math:`s_0 = 1`,
+    :math:`s_{m>0} = \sqrt 2`), so no recurrence is run again.  Per chunk:
     :math:`h_m = \sum_l g_{lm} \bar Q_l^{|m|}`, :math:`h'_m = \sum_l g_{lm}
-    \partial_c \bar Q_l^{|m|}`; then :math:`\partial_c = \sum_m h'_m T_m` and the
+    \partial_c \bar Q_l^{|m|}`, then :math:`\partial_c = \sum_m h'_m T_m` and the
     in-plane derivatives follow from :math:`\partial_u (u + i w)^m = m (u + i w)^{m-1}`.
-    The work precision is the input's (gradients need no extra digits).
     """
-    a, neg_b, edge, m_weights = tables["a"], tables["neg_b"], tables["edge"], tables["m"]
+    dcoef, m_weights = tables["dcoef"], tables["m"]
     n = cuw.shape[-1]
     dim = (lmax + 1) ** 2
     width = 2 * lmax + 1
-    work = a.dtype
+    work = cuw.dtype
     result = cuw.new_empty((3, n))
     bsz = min(_chunk_size(lmax), max(n, 1))
     g_full = cuw.new_empty((dim, bsz), dtype=work)
+    gc_full = cuw.new_empty((dim, bsz), dtype=work)
     t_full = cuw.new_empty((width, bsz), dtype=work)
-    ring_q = cuw.new_zeros((3, width, bsz), dtype=work)  # q_l, q_(l-1), q_(l-2), centred rows
-    ring_d = cuw.new_zeros((3, width, bsz), dtype=work)
     h_full = cuw.new_empty((width, bsz), dtype=work)
     hd_full = cuw.new_empty((width, bsz), dtype=work)
     for lo, hi in _chunks(n, bsz):
         k = hi - lo
         chunk, _ = _unit_chunk(cuw, lo, hi, work)
-        c = chunk[0]
-        g = g_full[:, :k]
+        g, gc = g_full[:, :k], gc_full[:, :k]
         g.copy_(grad[lo:hi].t())
+        q = legendre[:, lo:hi]
         t = _azimuthal(lmax, chunk[1], chunk[2], t_full[:, :k])
         h, hd = h_full[:, :k].zero_(), hd_full[:, :k].zero_()
-        h[lmax].add_(g[0], alpha=edge[0])
-        qs, ds = ring_q[:, :, :k], ring_d[:, :, :k]
-        qs[0, lmax].fill_(edge[0])
-        ds[0, lmax].zero_()
-        row = 0
+        h[lmax].addcmul_(g[0], q[0])
+        torch.mul(g, dcoef, out=gc)
         for l in range(1, lmax + 1):
-            cur, prev, prev2 = qs[l % 3], qs[(l - 1) % 3], qs[(l - 2) % 3]
-            dcur, dprev, dprev2 = ds[l % 3], ds[(l - 1) % 3], ds[(l - 2) % 3]
-            rows = slice(lmax - l + 1, lmax + l)  # |m| <= l - 1
-            al = a[row : row + 2 * l - 1]
-            torch.mul(prev[rows], c, out=cur[rows]).mul_(al)
-            torch.addcmul(prev[rows], dprev[rows], c, out=dcur[rows]).mul_(al)
+            block = slice(l * l, (l + 1) ** 2)
+            gl, gcl, ql = g[block], gc[block], q[block]
+            h[lmax - l : lmax + l + 1].addcmul_(gl, ql)
+            hd[lmax : lmax + l].addcmul_(gcl[l : 2 * l], ql[l + 1 :])  # m = 0..l-1
             if l >= 2:
-                inner2 = slice(lmax - l + 2, lmax + l - 1)
-                bl = neg_b[row + 1 : row + 2 * l - 2]
-                cur[inner2].addcmul_(prev2[inner2], bl)
-                dcur[inner2].addcmul_(dprev2[inner2], bl)
-            cur[lmax - l].fill_(edge[l])
-            cur[lmax + l].fill_(edge[l])
-            dcur[lmax - l].zero_()
-            dcur[lmax + l].zero_()
-            row += 2 * l - 1
-            block = g[l * l : (l + 1) ** 2]
-            h[lmax - l : lmax + l + 1].addcmul_(block, cur[lmax - l : lmax + l + 1])
-            hd[rows].addcmul_(block[1:-1], dcur[rows])
+                hd[lmax - l + 1 : lmax].addcmul_(gcl[1:l], ql[: l - 1])  # m = -(l-1)..-1
         out = result[:, lo:hi]
         out[0].copy_(hd.mul_(t).sum(0))
         if lmax == 0:
@@ -252,14 +256,15 @@ class _UnitHarmonics(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, cuw: Tensor, lmax: int, tables: dict[str, Tensor]
     ) -> Tensor:
-        ctx.save_for_backward(cuw)
+        out, legendre = _forward_chunked(lmax, cuw, tables, save=True)
+        ctx.save_for_backward(cuw, legendre)
         ctx.lmax = lmax
         ctx.tables = tables
-        return _forward_chunked(lmax, cuw, tables)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (cuw,) = ctx.saved_tensors
+        cuw, legendre = ctx.saved_tensors
         if torch.is_grad_enabled():
             # double backward requested: differentiate the plain polynomial form
             with torch.enable_grad():
@@ -270,7 +275,7 @@ class _UnitHarmonics(torch.autograd.Function):
                 (grad_cuw,) = torch.autograd.grad(out, cuw, grad, create_graph=True)
             return grad_cuw, None, None
         tables = {k: _cast(v, cuw.dtype) for k, v in ctx.tables.items()}
-        grad_unit = _vjp_chunked(ctx.lmax, cuw, grad, tables)
+        grad_unit = _vjp_chunked(ctx.lmax, cuw, legendre, grad, tables)
         # through r_hat = r / max(|r|, eps): project out the radial part, divide by |r|
         norm = torch.sqrt((cuw * cuw).sum(0))
         scale = norm.clamp_min(_EPS)
@@ -325,7 +330,7 @@ class SphericalHarmonics(nn.Module):
             raise ValueError(f"vectors must have shape [..., 3], got {tuple(vectors.shape)}")
         if not vectors.is_floating_point():
             raise TypeError(f"vectors must be a floating-point tensor, got {vectors.dtype}")
-        tables = {"a": self.a, "b": self.b, "neg_b": self.neg_b, "m": self.m}
+        tables = {"a": self.a, "b": self.b, "neg_b": self.neg_b, "dcoef": self.dcoef, "m": self.m}
         # the chunked kernels work in float64 (one final rounding for float32 input);
         # half precisions are computed in float32
         work = torch.float64 if vectors.dtype in (torch.float32, torch.float64) else torch.float32

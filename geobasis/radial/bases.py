@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from geobasis.radial.special import spherical_jn_all
+from geobasis.radial.special import spherical_jn
 
 __all__ = [
     "BesselBasis",
@@ -106,7 +106,7 @@ class SphericalBesselBasis(nn.Module):
 
     :math:`z_{ln}` is the n-th positive root of :math:`j_l`, so every function vanishes at
     the cutoff, and for each :math:`l` the set is orthonormal on :math:`[0, c]` with
-    weight :math:`r^2`.  :math:`j_l` comes from :func:`~geobasis.radial.spherical_jn_all`
+    weight :math:`r^2`.  :math:`j_l` comes from :func:`~geobasis.radial.spherical_jn`
     (float64 inside), which stays accurate for small :math:`r` where the closed forms
     used by DimeNet implementations cancel catastrophically.
     Shapes: ``r [...]`` -> ``[..., lmax+1, num_basis]``.
@@ -129,12 +129,9 @@ class SphericalBesselBasis(nn.Module):
         self.register_buffer("norm", torch.from_numpy(norm))
 
     def forward(self, r: Tensor) -> Tensor:
-        x = r.to(torch.float64).unsqueeze(-1).unsqueeze(-1) / self.cutoff * self.roots  # [..., L+1, N]
-        values = spherical_jn_all(self.lmax, x)  # [..., L+1, N, L+1]
-        index = torch.arange(self.lmax + 1, device=r.device).view(-1, 1, 1)
-        index = index.expand(*values.shape[:-1], 1)
-        own = torch.gather(values, -1, index).squeeze(-1)
-        return (own * self.norm).to(r.dtype)
+        x = r.to(torch.float64).unsqueeze(-1) / self.cutoff  # [..., 1]
+        orders = [spherical_jn(l, x * self.roots[l]) for l in range(self.lmax + 1)]  # [..., N] each
+        return (torch.stack(orders, dim=-2) * self.norm).to(r.dtype)
 
     def extra_repr(self) -> str:
         return f"lmax={self.lmax}, num_basis={self.num_basis}, cutoff={self.cutoff}"

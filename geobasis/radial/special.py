@@ -63,7 +63,7 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
         return j0.unsqueeze(-1).to(dtype)
     # small-argument branch: ratios from a backward continued fraction
     lo = ax.clamp(-(lmax + 1.0), lmax + 1.0)
-    n_start = 2 * lmax + 40
+    n_start = lmax + 24  # |x| < lmax + 1 here: the fraction has converged to 1e-17 by n = lmax
     r = torch.zeros_like(ax)
     ratios = [None] * (lmax + 1)
     for n in range(n_start, 0, -1):
@@ -88,8 +88,31 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
 
 
 def spherical_jn(l: int, x: Tensor) -> Tensor:
-    """Spherical Bessel function :math:`j_l(x)` (see :func:`spherical_jn_all`)."""
-    return spherical_jn_all(l, x)[..., l]
+    """Spherical Bessel function :math:`j_l(x)` of one order, same method and accuracy as
+    :func:`spherical_jn_all` but without storing the lower orders."""
+    if not isinstance(l, int) or l < 0:
+        raise ValueError(f"l must be a non-negative int, got {l!r}")
+    if l <= 1:
+        return spherical_jn_all(l, x)[..., l]
+    (ax,), dtype = _as_work(x)
+    nonzero = ax != 0
+    safe = torch.where(nonzero, ax, torch.ones_like(ax))
+    sin, cos = torch.sin(safe), torch.cos(safe)
+    j0 = torch.where(nonzero, sin / safe, torch.ones_like(ax))
+    j1 = torch.where(nonzero, (sin / safe - cos) / safe, torch.zeros_like(ax))
+    lo = ax.clamp(-(l + 1.0), l + 1.0)
+    r = torch.zeros_like(ax)
+    prod_from_2 = torch.ones_like(ax)
+    for n in range(l + 24, 0, -1):
+        r = lo / (2 * n + 1 - lo * r)
+        if 2 <= n <= l:
+            prod_from_2 = prod_from_2 * r
+    # r is now r_1 = j_1 / j_0
+    small = torch.where(j0.abs() >= j1.abs(), j0 * r * prod_from_2, j1 * prod_from_2)
+    prev, cur = j0, j1
+    for n in range(1, l):
+        prev, cur = cur, (2 * n + 1) / safe * cur - prev
+    return torch.where(ax.abs() < l + 1, small, cur).to(dtype)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,60 @@
+"""The same code on CUDA (skipped without a GPU) and under torch.compile."""
+
+import pytest
+import torch
+
+from geobasis.graph import edge_vectors, radius_graph
+from geobasis.o3 import SphericalHarmonics, random_rotation, spherical_harmonics, wigner_D
+from geobasis.radial import BesselBasis, PolynomialEnvelope, SphericalBesselBasis, log_iv, log_kv
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu(dtype):
+    x = torch.randn(1000, 3, dtype=dtype)
+    for lmax in (0, 3, 8, 14):
+        assert torch.allclose(spherical_harmonics(lmax, x.cuda()).cpu(), spherical_harmonics(lmax, x), atol=1e-5 if dtype == torch.float32 else 1e-12)
+    xr = x.cuda().requires_grad_(True)
+    (g,) = torch.autograd.grad(spherical_harmonics(6, xr).sum(), xr)
+    xc = x.clone().requires_grad_(True)
+    (gc,) = torch.autograd.grad(spherical_harmonics(6, xc).sum(), xc)
+    assert torch.allclose(g.cpu(), gc, atol=1e-4 if dtype == torch.float32 else 1e-10)
+    R = random_rotation(3, dtype=dtype)
+    assert torch.allclose(wigner_D(4, R.cuda()).cpu(), wigner_D(4, R), atol=1e-5)
+    r = torch.rand(500, dtype=dtype) * 5
+    for module in (BesselBasis(6, 5.0), SphericalBesselBasis(4, 5, 5.0), PolynomialEnvelope(5.0)):
+        assert torch.allclose(module.cuda()(r.cuda()).cpu(), module.cpu()(r), atol=1e-5)
+    v, z = torch.rand(50, dtype=torch.float64) * 50, torch.rand(50, dtype=torch.float64) * 100
+    assert torch.allclose(log_iv(v.cuda(), z.cuda()).cpu(), log_iv(v, z))
+    assert torch.allclose(log_kv(v.cuda(), z.cuda()).cpu(), log_kv(v, z))
+    pos = torch.randn(300, 3, dtype=dtype) * 3
+    assert torch.equal(radius_graph(pos.cuda(), 2.0).cpu(), radius_graph(pos, 2.0))
+    cell = torch.eye(3, dtype=dtype) * 4
+    e1, s1 = radius_graph(pos.cuda(), 2.0, cell=cell.cuda())
+    e0, s0 = radius_graph(pos, 2.0, cell=cell)
+    assert torch.equal(e1.cpu(), e0) and torch.equal(s1.cpu(), s0)
+
+
+def test_inference_path_compiles_without_graph_breaks():
+    """torch.compile(fullgraph=True) on harmonics, radial basis and envelope (inference)."""
+    sh = SphericalHarmonics(2)
+    basis = BesselBasis(4, 5.0)
+    envelope = PolynomialEnvelope(5.0)
+
+    def features(vectors):
+        length = vectors.norm(dim=-1)
+        return sh(vectors)[:, :, None] * (basis(length) * envelope(length)[:, None])[:, None, :]
+
+    compiled = torch.compile(features, fullgraph=True)
+    vectors = torch.randn(64, 3)
+    with torch.no_grad():
+        assert torch.allclose(compiled(vectors), features(vectors), atol=1e-6)
+
+
+def test_edge_features_from_radius_graph_are_device_generic():
+    pos = torch.randn(40, 3)
+    edge_index = radius_graph(pos, 2.0)
+    vec, length = edge_vectors(pos, edge_index)
+    assert vec.device == pos.device and length.shape == (edge_index.shape[1],)
