@@ -14,7 +14,9 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2, budget: float = 20.0) -> float:
+def median_time(
+    fn: Callable[[], object], repeats: int = 15, warmup: int = 3, budget: float = 20.0
+) -> float:
     """Median wall time of ``fn`` in seconds after ``warmup`` calls (fewer repeats past ``budget``)."""
     for _ in range(warmup):
         fn()
@@ -27,6 +29,30 @@ def median_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2, bud
         if time.perf_counter() - start > budget and len(times) >= 3:
             break
     return statistics.median(times)
+
+
+def paired_median_times(
+    fn_a: Callable[[], object],
+    fn_b: Callable[[], object],
+    repeats: int = 15,
+    warmup: int = 3,
+    budget: float = 40.0,
+) -> tuple[float, float]:
+    """Median times of two functions measured alternately, so machine noise hits both alike."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    times_a: list[float] = []
+    times_b: list[float] = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times_a) >= 3:
+            break
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def environment() -> dict[str, object]:
@@ -51,12 +77,21 @@ def environment() -> dict[str, object]:
     return info
 
 
-def write_results(name: str, rows: list[dict], columns: list[str], title: str, notes: str = "") -> Path:
+def write_results(
+    name: str, rows: list[dict], columns: list[str], title: str, notes: str = ""
+) -> Path:
     """Write ``results/<name>.json`` and ``results/<name>.md`` (a Markdown table)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "environment": environment(), "rows": rows}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
-    lines = [f"## {title}", "", notes, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [
+        f"## {title}",
+        "",
+        notes,
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     for row in rows:
         cells = []
         for c in columns:
@@ -64,7 +99,10 @@ def write_results(name: str, rows: list[dict], columns: list[str], title: str, n
             cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     env = payload["environment"]
-    lines += ["", f"torch {env['torch']}, e3nn {env['e3nn']}, {env['threads']} thread(s), {env['machine']}."]
+    lines += [
+        "",
+        f"torch {env['torch']}, e3nn {env['e3nn']}, {env['threads']} thread(s), {env['machine']}.",
+    ]
     path = RESULTS / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

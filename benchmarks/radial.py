@@ -16,10 +16,10 @@ import argparse
 
 import numpy as np
 import torch
+from _common import median_time, write_results
 from scipy.special import spherical_jn
 from tqdm import tqdm
 
-from _common import median_time, write_results
 from geobasis.radial import BesselBasis, PolynomialEnvelope, SphericalBesselBasis
 
 
@@ -30,7 +30,13 @@ def pyg_spherical_bessel(lmax: int, num_basis: int):
 
     formulas = bessel_basis(lmax + 1, num_basis)
     x = sym.symbols("x")
-    funcs = [[sym.lambdify([x], formulas[l][n], {"sin": torch.sin, "cos": torch.cos}) for n in range(num_basis)] for l in range(lmax + 1)]
+    funcs = [
+        [
+            sym.lambdify([x], formulas[l][n], {"sin": torch.sin, "cos": torch.cos})
+            for n in range(num_basis)
+        ]
+        for l in range(lmax + 1)
+    ]
 
     def evaluate(d: torch.Tensor) -> torch.Tensor:
         out = []
@@ -54,7 +60,12 @@ def main() -> None:
     cutoff = 5.0
     r = torch.rand(args.edges) * cutoff
     rows = []
-    tasks = [("bessel", 8, 0), ("spherical_bessel", 6, 3), ("spherical_bessel", 6, 6), ("spherical_bessel", 8, 8)]
+    tasks = [
+        ("bessel", 8, 0),
+        ("spherical_bessel", 6, 3),
+        ("spherical_bessel", 6, 6),
+        ("spherical_bessel", 8, 8),
+    ]
     for kind, num_basis, lmax in tqdm(tasks, desc="radial bases"):
         if kind == "bessel":
             ours = BesselBasis(num_basis, cutoff)
@@ -75,7 +86,10 @@ def main() -> None:
             r_in = xs * cutoff  # the float32 distances fed to both
             x_exact = r_in.double().numpy() / cutoff
             ref = np.stack(
-                [[spherical_jn(l, float(ours.roots[l, n]) * x_exact) for n in range(num_basis)] for l in range(lmax + 1)]
+                [
+                    [spherical_jn(l, float(ours.roots[l, n]) * x_exact) for n in range(num_basis)]
+                    for l in range(lmax + 1)
+                ]
             ).transpose(2, 0, 1)
             scale = np.abs(ref).max(0, keepdims=True)
             mask = (np.abs(ref) > 1e-4 * scale) & (np.abs(ref) > np.finfo(np.float32).tiny)
@@ -101,8 +115,17 @@ def main() -> None:
             }
         )
     env = PolynomialEnvelope(cutoff)
-    rows.append({"basis": "PolynomialEnvelope(p=6)", "geobasis ms": median_time(lambda: env(r)) * 1e3})
-    columns = ["basis", "geobasis ms", "PyG ms", "speed-up", "geobasis max rel. error (f32)", "PyG max rel. error (f32)"]
+    rows.append(
+        {"basis": "PolynomialEnvelope(p=6)", "geobasis ms": median_time(lambda: env(r)) * 1e3}
+    )
+    columns = [
+        "basis",
+        "geobasis ms",
+        "PyG ms",
+        "speed-up",
+        "geobasis max rel. error (f32)",
+        "PyG max rel. error (f32)",
+    ]
     notes = (
         f"{args.edges:,} distances in [0, 5) Å, float32, {args.threads} thread(s); speed-up = PyG / geobasis. "
         "Errors: largest relative error over x = r/c in [1e-6, 1] (away from the zeros of j_l) of float32 values "

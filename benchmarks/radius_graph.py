@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _common import median_time, write_results
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from _common import median_time, write_results
 from geobasis.graph import radius_graph
 
 
@@ -34,7 +34,9 @@ def brute_force(pos: torch.Tensor, r: float, block: int = 2048) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10_000, 20_000, 100_000])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[100, 1000, 10_000, 20_000, 100_000]
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     r = 5.0
@@ -44,9 +46,15 @@ def main() -> None:
         pos = torch.rand(n, 3, generator=gen) * (n / 0.1) ** (1 / 3)
         repeats = 5 if n <= 20_000 else 3
         edges = radius_graph(pos, r)
-        row = {"N": n, "edges": edges.shape[1], "geobasis s": median_time(lambda: radius_graph(pos, r), repeats, 1)}
+        row = {
+            "N": n,
+            "edges": edges.shape[1],
+            "geobasis s": median_time(lambda: radius_graph(pos, r), repeats, 1),
+        }
         tree_pairs = 2 * len(cKDTree(pos.numpy()).query_pairs(r))
-        row["cKDTree s"] = median_time(lambda: cKDTree(pos.numpy()).query_pairs(r, output_type="ndarray"), repeats, 1)
+        row["cKDTree s"] = median_time(
+            lambda: cKDTree(pos.numpy()).query_pairs(r, output_type="ndarray"), repeats, 1
+        )
         row["cKDTree / geobasis"] = row["cKDTree s"] / row["geobasis s"]
         assert tree_pairs == edges.shape[1], (tree_pairs, edges.shape[1])
         if n <= 20_000:
@@ -56,12 +64,24 @@ def main() -> None:
         else:
             row["brute force s"] = "not run"
         rows.append(row)
-    columns = ["N", "edges", "geobasis s", "brute force s", "brute / geobasis", "cKDTree s", "cKDTree / geobasis"]
+    columns = [
+        "N",
+        "edges",
+        "geobasis s",
+        "brute force s",
+        "brute / geobasis",
+        "cKDTree s",
+        "cKDTree / geobasis",
+    ]
     notes = (
         f"Uniform random points at 0.1 per Å^3, r = {r} Å, float32, {args.threads} thread(s), median of repeats after one "
         "warm-up. Ratios > 1 mean geobasis is faster. cKDTree returns unordered pairs (no sorting, no PyG layout)."
     )
-    print(write_results("radius_graph", rows, columns, "radius_graph vs brute force and SciPy", notes).read_text())
+    print(
+        write_results(
+            "radius_graph", rows, columns, "radius_graph vs brute force and SciPy", notes
+        ).read_text()
+    )
 
 
 if __name__ == "__main__":

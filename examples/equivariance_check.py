@@ -1,6 +1,6 @@
 """Check a small spherical-harmonics model for E(3) x permutation equivariance.
 
-    python examples/equivariance_check.py
+python examples/equivariance_check.py
 """
 
 import torch
@@ -23,7 +23,9 @@ class Broken(ToyPotential):
 
     def forward(self, data):
         out = super().forward(data)
-        out["energy"] = out["energy"] + torch.zeros_like(out["energy"]).index_add(0, data.batch, data.pos[:, 2])
+        out["energy"] = out["energy"] + torch.zeros_like(out["energy"]).index_add(
+            0, data.batch, data.pos[:, 2]
+        )
         return out
 
 

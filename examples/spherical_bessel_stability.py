@@ -37,7 +37,9 @@ for l in range(lmax + 1):
     rel_ours = np.abs(ours[:, l].numpy() - exact) / np.abs(exact)
     rel_naive = np.abs(naive - exact) / np.abs(exact)
     rows.append((l, rel_ours, rel_naive))
-    print(f"l={l}: max relative error, geobasis {np.nanmax(rel_ours):.1e}, closed form {np.nanmax(rel_naive):.1e}")
+    print(
+        f"l={l}: max relative error, geobasis {np.nanmax(rel_ours):.1e}, closed form {np.nanmax(rel_naive):.1e}"
+    )
 
 try:
     import matplotlib

@@ -38,7 +38,14 @@ def _sh_vs_e3nn() -> float:
 
     x = torch.randn(2000, 3, dtype=torch.float64, generator=_gen())
     return max(
-        float((spherical_harmonics(l, x) - e3o3.spherical_harmonics(list(range(l + 1)), x, True, normalization="integral")).abs().max())
+        float(
+            (
+                spherical_harmonics(l, x)
+                - e3o3.spherical_harmonics(list(range(l + 1)), x, True, normalization="integral")
+            )
+            .abs()
+            .max()
+        )
         for l in range(0, 12)
     )
 
@@ -87,7 +94,11 @@ def _gaunt() -> float:
     for l1, l2, l3 in [(1, 1, 2), (2, 2, 2), (3, 2, 5), (4, 4, 4)]:
         G = gaunt(l1, l2, l3, dtype=torch.float64)
         q = torch.einsum(
-            "ga,gb,gc,g->abc", Y[:, l1 * l1 : (l1 + 1) ** 2], Y[:, l2 * l2 : (l2 + 1) ** 2], Y[:, l3 * l3 : (l3 + 1) ** 2], w
+            "ga,gb,gc,g->abc",
+            Y[:, l1 * l1 : (l1 + 1) ** 2],
+            Y[:, l2 * l2 : (l2 + 1) ** 2],
+            Y[:, l3 * l3 : (l3 + 1) ** 2],
+            w,
         )
         err = max(err, float((G - q).abs().max()))
     return err
@@ -145,7 +156,9 @@ def _radius_graph() -> float:
     d = torch.cdist(pos, pos)
     mask = (d < 2.0) & (batch[:, None] == batch[None, :])
     mask.fill_diagonal_(False)
-    return float(len({tuple(e) for e in ours.t().tolist()} ^ {(j, i) for i, j in mask.nonzero().tolist()}))
+    return float(
+        len({tuple(e) for e in ours.t().tolist()} ^ {(j, i) for i, j in mask.nonzero().tolist()})
+    )
 
 
 def _toy_model_equivariance() -> float:
@@ -156,7 +169,13 @@ def _toy_model_equivariance() -> float:
 
     gen = _gen(6)
     batch = Batch.from_data_list(
-        [Data(pos=torch.randn(n, 3, generator=gen) * 1.5, z=torch.randint(1, 9, (n,), generator=gen)) for n in (7, 5)]
+        [
+            Data(
+                pos=torch.randn(n, 3, generator=gen) * 1.5,
+                z=torch.randint(1, 9, (n,), generator=gen),
+            )
+            for n in (7, 5)
+        ]
     )
     report = check_equivariance(
         ToyPotential(), batch, outputs={"energy": "invariant", "forces": "forces", "features": 2}

@@ -23,18 +23,28 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{'check':<{width}}  {'max error':>10}  {'tolerance':>9}  status")
     print("-" * (width + 33))
     for r in results:
-        print(f"{r.name:<{width}}  {r.error:>10.2e}  {r.tolerance:>9.0e}  {'ok' if r.passed else 'FAIL'}")
+        print(
+            f"{r.name:<{width}}  {r.error:>10.2e}  {r.tolerance:>9.0e}  "
+            f"{'ok' if r.passed else 'FAIL'}"
+        )
     failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)}/{len(results)} checks passed in {time.perf_counter() - start:.1f} s")
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} checks passed "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="geobasis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="evaluate the bases and check equivariance of the built-in operations")
+    check = sub.add_parser(
+        "check", help="evaluate the bases and check equivariance of the built-in operations"
+    )
     check.add_argument("--quiet", action="store_true", help="no progress bar")
-    check.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    check.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: torch's choice)"
+    )
     check.set_defaults(func=_check)
     args = parser.parse_args(argv)
     return args.func(args)

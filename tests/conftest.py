@@ -6,7 +6,9 @@ import torch
 
 pytest_plugins = ["geobasis.testing.pytest_plugin"]
 
-DATA = Path(os.environ.get("GEOBASIS_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = Path(
+    os.environ.get("GEOBASIS_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 
 
 @pytest.fixture

@@ -19,5 +19,7 @@ def test_check_command_fails_loudly_on_a_broken_check(monkeypatch, capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "geobasis.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "geobasis.cli", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "check" in result.stdout

@@ -15,7 +15,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 def test_cuda_matches_cpu(dtype):
     x = torch.randn(1000, 3, dtype=dtype)
     for lmax in (0, 3, 8, 14):
-        assert torch.allclose(spherical_harmonics(lmax, x.cuda()).cpu(), spherical_harmonics(lmax, x), atol=1e-5 if dtype == torch.float32 else 1e-12)
+        assert torch.allclose(
+            spherical_harmonics(lmax, x.cuda()).cpu(),
+            spherical_harmonics(lmax, x),
+            atol=1e-5 if dtype == torch.float32 else 1e-12,
+        )
     xr = x.cuda().requires_grad_(True)
     (g,) = torch.autograd.grad(spherical_harmonics(6, xr).sum(), xr)
     xc = x.clone().requires_grad_(True)

@@ -15,7 +15,9 @@ print(geobasis.__version__)
 
 def test_import_is_fast_and_offline():
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", "import geobasis"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", "import geobasis"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert time.perf_counter() - start < 2.0
     result = subprocess.run([sys.executable, "-c", NO_NETWORK], capture_output=True, text=True)

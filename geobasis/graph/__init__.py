@@ -3,4 +3,11 @@
 from geobasis.graph.geometry import angle_between, edge_vectors, safe_norm, triplet_angles, triplets
 from geobasis.graph.radius import radius_graph
 
-__all__ = ["radius_graph", "edge_vectors", "safe_norm", "triplets", "angle_between", "triplet_angles"]
+__all__ = [
+    "radius_graph",
+    "edge_vectors",
+    "safe_norm",
+    "triplets",
+    "angle_between",
+    "triplet_angles",
+]

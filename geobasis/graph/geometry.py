@@ -12,7 +12,9 @@ def safe_norm(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
     r"""Euclidean norm with a zero (not NaN) gradient at :math:`x = 0`."""
     sq = (x * x).sum(dim=dim, keepdim=keepdim)
     positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+    return torch.where(
+        positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq)
+    )
 
 
 def edge_vectors(
@@ -58,14 +60,20 @@ def triplets(edge_index: Tensor, num_nodes: int | None = None) -> tuple[Tensor, 
     if edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
     src, dst = edge_index
-    n = int(num_nodes) if num_nodes is not None else (int(edge_index.max()) + 1 if edge_index.numel() else 0)
+    n = (
+        int(num_nodes)
+        if num_nodes is not None
+        else (int(edge_index.max()) + 1 if edge_index.numel() else 0)
+    )
     order = torch.argsort(dst, stable=True)  # edges grouped by their target
     counts = torch.bincount(dst, minlength=n)
     starts = torch.cumsum(counts, 0) - counts
     # for each edge j -> i, every edge k -> j (edges whose target is j)
     per_edge = counts[src]
     total = int(per_edge.sum())
-    idx_ji = torch.repeat_interleave(torch.arange(src.numel(), device=src.device), per_edge, output_size=total)
+    idx_ji = torch.repeat_interleave(
+        torch.arange(src.numel(), device=src.device), per_edge, output_size=total
+    )
     offset = torch.arange(total, device=src.device) - torch.repeat_interleave(
         torch.cumsum(per_edge, 0) - per_edge, per_edge, output_size=total
     )
@@ -88,7 +96,9 @@ def angle_between(a: Tensor, b: Tensor) -> Tensor:
     return torch.atan2(cross, torch.where(degenerate, torch.ones_like(dot), dot))
 
 
-def triplet_angles(pos: Tensor, edge_index: Tensor, num_nodes: int | None = None) -> tuple[Tensor, tuple]:
+def triplet_angles(
+    pos: Tensor, edge_index: Tensor, num_nodes: int | None = None
+) -> tuple[Tensor, tuple]:
     r"""Angles at :math:`j` between :math:`\vec x_i - \vec x_j` and :math:`\vec x_k - \vec x_j`.
 
     Returns ``(angles [T], triplets(edge_index))``.

@@ -89,7 +89,9 @@ def _cell_pairs(
         total = int(counts.sum())
         q_index = torch.arange(lo, hi, device=device).repeat_interleave(27)
         q_index = q_index.repeat_interleave(counts, output_size=total)
-        s_index = torch.repeat_interleave(start - torch.cumsum(counts, 0) + counts, counts, output_size=total)
+        s_index = torch.repeat_interleave(
+            start - torch.cumsum(counts, 0) + counts, counts, output_size=total
+        )
         s_index += torch.arange(total, device=device)
         diff = src_sorted[s_index] - q_sorted[q_index]
         keep = (diff * diff).sum(-1) < r * r
@@ -185,7 +187,9 @@ def _periodic_radius_graph(
     if cell.shape == (3, 3):
         cell = cell.expand(num_graphs, 3, 3)
     if cell.dim() != 3 or cell.shape[1:] != (3, 3) or cell.shape[0] < num_graphs:
-        raise ValueError(f"cell must be [3, 3] or [B, 3, 3] with B = {num_graphs}, got {tuple(cell.shape)}")
+        raise ValueError(
+            f"cell must be [3, 3] or [B, 3, 3] with B = {num_graphs}, got {tuple(cell.shape)}"
+        )
     if pbc is None:
         pbc = torch.ones(num_graphs, 3, dtype=torch.bool, device=device)
     pbc = torch.as_tensor(pbc, dtype=torch.bool, device=device)
@@ -222,7 +226,9 @@ def _periodic_radius_graph(
         # image (atom, shift) candidates that land within `reach` of the unit cell
         img_frac = frac[:, None, :] + shifts_all[None].to(dtype)
         ok = (shifts_all.abs()[None] <= layers[graph][:, None, :]).all(-1)
-        ok &= ((img_frac >= -reach[graph][:, None, :]) & (img_frac < 1 + reach[graph][:, None, :])).all(-1)
+        ok &= (
+            (img_frac >= -reach[graph][:, None, :]) & (img_frac < 1 + reach[graph][:, None, :])
+        ).all(-1)
         atom_idx, shift_idx = ok.nonzero(as_tuple=True)
         src_pos = torch.einsum("ni,nij->nj", img_frac[atom_idx, shift_idx], basis[graph[atom_idx]])
         tgt_pos = torch.einsum("ni,nij->nj", frac, basis[graph])
@@ -235,12 +241,18 @@ def _periodic_radius_graph(
         # shifts relative to the original, unwrapped positions
         shift = shift - wrap[src].long() + wrap[tgt].long()
         edge_index = torch.stack([src, tgt])
-        vec = pos.detach()[src] + torch.einsum("ei,eij->ej", shift.to(dtype), cell[graph[tgt]]) - pos.detach()[tgt]
+        vec = (
+            pos.detach()[src]
+            + torch.einsum("ei,eij->ej", shift.to(dtype), cell[graph[tgt]])
+            - pos.detach()[tgt]
+        )
         dist2 = (vec * vec).sum(-1)
         n = pos.shape[0]
         if max_num_neighbors is not None:
             if not (isinstance(max_num_neighbors, int) and max_num_neighbors >= 0):
-                raise ValueError(f"max_num_neighbors must be a non-negative int, got {max_num_neighbors!r}")
+                raise ValueError(
+                    f"max_num_neighbors must be a non-negative int, got {max_num_neighbors!r}"
+                )
             keep = _limit_neighbours(edge_index, dist2, n, max_num_neighbors)
             edge_index, shift = edge_index[:, keep], shift[keep]
         order = torch.argsort(edge_index[1] * max(n, 1) + edge_index[0], stable=True)

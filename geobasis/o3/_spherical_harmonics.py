@@ -88,7 +88,9 @@ def _recurrence_tables(lmax: int, normalization: str) -> tuple[list[float], dict
             if mm == l:
                 dcoef.append(0.0)
             else:
-                dcoef.append(math.sqrt((l - mm) * (l + mm + 1)) / (math.sqrt(2.0) if mm == 0 else 1.0))
+                dcoef.append(
+                    math.sqrt((l - mm) * (l + mm + 1)) / (math.sqrt(2.0) if mm == 0 else 1.0)
+                )
     diag = 1.0 / math.sqrt(4 * math.pi)
     for l in range(lmax + 1):
         if l >= 1:
@@ -133,7 +135,7 @@ def _chunks(n: int, size: int):
 
 
 def _unit_chunk(cuw: Tensor, lo: int, hi: int, work: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Chunk of ``cuw`` in the work precision, renormalised there; and the nonzero mask.
+    r"""Chunk of ``cuw`` in the work precision, renormalised there; and the nonzero mask.
 
     Renormalising makes the polynomial recurrence (which assumes :math:`|\hat r| = 1`)
     exact for float32 input evaluated in float64; zero vectors stay zero.
@@ -178,7 +180,9 @@ def _forward_chunked(
             inner = block[1:-1]
             torch.mul(q[(l - 1) ** 2 : l * l], c, out=inner).mul_(a[row : row + 2 * l - 1])
             if l >= 2:
-                inner[1:-1].addcmul_(q[(l - 2) ** 2 : (l - 1) ** 2], neg_b[row + 1 : row + 2 * l - 2])
+                inner[1:-1].addcmul_(
+                    q[(l - 2) ** 2 : (l - 1) ** 2], neg_b[row + 1 : row + 2 * l - 2]
+                )
             block[0].fill_(edge[l])
             block[-1].fill_(edge[l])
             row += 2 * l - 1
@@ -188,7 +192,9 @@ def _forward_chunked(
             saved[:, lo:hi].copy_(q)
         y[0].copy_(q[0])
         for l in range(1, lmax + 1):
-            torch.mul(q[l * l : (l + 1) ** 2], t[lmax - l : lmax + l + 1], out=y[l * l : (l + 1) ** 2])
+            torch.mul(
+                q[l * l : (l + 1) ** 2], t[lmax - l : lmax + l + 1], out=y[l * l : (l + 1) ** 2]
+            )
         out[lo:hi].copy_(y.t())
     return out, saved
 
@@ -331,9 +337,11 @@ class SphericalHarmonics(nn.Module):
         if not vectors.is_floating_point():
             raise TypeError(f"vectors must be a floating-point tensor, got {vectors.dtype}")
         tables = {"a": self.a, "b": self.b, "neg_b": self.neg_b, "dcoef": self.dcoef, "m": self.m}
-        # the chunked kernels work in float64 (one final rounding for float32 input);
-        # half precisions are computed in float32
-        work = torch.float64 if vectors.dtype in (torch.float32, torch.float64) else torch.float32
+        # the chunked kernels work in float64 for float32 input from lmax 3 on (one final
+        # rounding; below, float32 arithmetic already stays within 1e-6); half
+        # precisions are computed in float32
+        wide = vectors.dtype == torch.float64 or (vectors.dtype == torch.float32 and self.lmax >= 3)
+        work = torch.float64 if wide else torch.float32
         if self.a.dtype != work or self.a.device != vectors.device:
             tables = {k: v.to(device=vectors.device, dtype=work) for k, v in tables.items()}
         tables["edge"] = self.edge
@@ -341,8 +349,10 @@ class SphericalHarmonics(nn.Module):
         flat = vectors.reshape(-1, 3)
         # e3nn: polar axis y, azimuth in the z-x plane from z towards x
         cuw = flat.t()[[1, 2, 0]]
-        if self.normalize:
+        if self.normalize and torch.is_grad_enabled() and cuw.requires_grad:
             out = _UnitHarmonics.apply(cuw, self.lmax, tables)
+        elif self.normalize:  # inference: nothing to save for a backward pass
+            out, _ = _forward_chunked(self.lmax, cuw, tables)
         else:
             r2 = (flat * flat).sum(-1)
             tables = {k: _cast(v, vectors.dtype) for k, v in tables.items()}
@@ -353,9 +363,7 @@ class SphericalHarmonics(nn.Module):
         return f"lmax={self.lmax}, normalize={self.normalize}, normalization={self.normalization!r}"
 
 
-def _plain_evaluate(
-    lmax: int, cuw: Tensor, tables: dict[str, Tensor], r2: Tensor | None
-) -> Tensor:
+def _plain_evaluate(lmax: int, cuw: Tensor, tables: dict[str, Tensor], r2: Tensor | None) -> Tensor:
     """Autograd-friendly evaluation: solid harmonics, or unit input when ``r2`` is None."""
     a, b, edge = tables["a"], tables["b"], tables["edge"]
     c, u, w = cuw[0], cuw[1], cuw[2]

@@ -71,7 +71,10 @@ def irreps_string(lmax: int, channels: int, parity: str = "natural") -> str:
 
 
 def to_e3nn(x: Tensor) -> Tensor:
-    """``[..., (lmax+1)**2, C]`` -> e3nn flat ``[..., C*(lmax+1)**2]`` (``irreps_string(lmax, C)``)."""
+    """``[..., (lmax+1)**2, C]`` -> e3nn's flat ``[..., C*(lmax+1)**2]``.
+
+    The irreps of the result are ``irreps_string(lmax, C)``.
+    """
     if x.dim() < 2:
         raise ValueError(f"x must have shape [..., (lmax+1)**2, C], got {tuple(x.shape)}")
     lmax = _lmax_from_dim(x.shape[-2])
@@ -95,11 +98,15 @@ def from_e3nn(x: Tensor, irreps) -> Tensor:
     (mul,) = muls
     lmax = len(ls) - 1
     if x.shape[-1] != mul * (lmax + 1) ** 2:
-        raise ValueError(f"x has last dimension {x.shape[-1]}, irreps {irreps!s} need {mul * (lmax + 1) ** 2}")
+        raise ValueError(
+            f"x has last dimension {x.shape[-1]}, irreps {irreps!s} need {mul * (lmax + 1) ** 2}"
+        )
     out, start = [], 0
     for l in range(lmax + 1):
         size = mul * (2 * l + 1)
-        out.append(x[..., start : start + size].reshape(*x.shape[:-1], mul, 2 * l + 1).transpose(-1, -2))
+        out.append(
+            x[..., start : start + size].reshape(*x.shape[:-1], mul, 2 * l + 1).transpose(-1, -2)
+        )
         start += size
     return torch.cat(out, dim=-2)
 

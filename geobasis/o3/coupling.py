@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ def _triangle(l1: int, l2: int, l3: int) -> bool:
     return abs(l1 - l2) <= l3 <= l1 + l2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cg_complex_value(j1: int, m1: int, j2: int, m2: int, j: int, m: int) -> float:
     """<j1 m1 j2 m2 | j m> by Racah's formula in exact arithmetic (integer spins)."""
     if m1 + m2 != m or not _triangle(j1, j2, j) or abs(m1) > j1 or abs(m2) > j2 or abs(m) > j:
@@ -63,7 +63,7 @@ def _cg_complex_value(j1: int, m1: int, j2: int, m2: int, j: int, m: int) -> flo
     return value if total > 0 else -value
 
 
-@lru_cache(maxsize=None)
+@cache
 def _complex_cg(l1: int, l2: int, l3: int) -> np.ndarray:
     out = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
     for m1 in range(-l1, l1 + 1):
@@ -74,7 +74,7 @@ def _complex_cg(l1: int, l2: int, l3: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _real_to_complex(l: int) -> np.ndarray:
     r"""Unitary ``U`` with ``Y_real = U @ Y_complex`` (Condon–Shortley complex harmonics).
 
@@ -94,7 +94,7 @@ def _real_to_complex(l: int) -> np.ndarray:
     return u
 
 
-@lru_cache(maxsize=None)
+@cache
 def _real_coupling(l1: int, l2: int, l3: int) -> np.ndarray:
     """Isometric real coupling tensor (float64), signed as e3nn's ``wigner_3j``."""
     u1, u2, u3 = _real_to_complex(l1), _real_to_complex(l2), _real_to_complex(l3)
@@ -111,7 +111,11 @@ def _check_triplet(l1: int, l2: int, l3: int) -> None:
 
 
 def clebsch_gordan(
-    l1: int, l2: int, l3: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    l1: int,
+    l2: int,
+    l3: int,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     r"""Real Clebsch–Gordan tensor ``[2l1+1, 2l2+1, 2l3+1]`` in e3nn's basis.
 
@@ -122,15 +126,27 @@ def clebsch_gordan(
     """
     _check_triplet(l1, l2, l3)
     if not _triangle(l1, l2, l3):
-        return torch.zeros(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1, dtype=dtype or torch.get_default_dtype(), device=device)
+        return torch.zeros(
+            2 * l1 + 1,
+            2 * l2 + 1,
+            2 * l3 + 1,
+            dtype=dtype or torch.get_default_dtype(),
+            device=device,
+        )
     c = torch.from_numpy(_real_coupling(l1, l2, l3))
     return c.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
 def gaunt(
-    l1: int, l2: int, l3: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    l1: int,
+    l2: int,
+    l3: int,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
-    r"""Real Gaunt tensor :math:`\int Y_{l_1}^{m_1} Y_{l_2}^{m_2} Y_{l_3}^{m_3} d\Omega`, ``[2l1+1, 2l2+1, 2l3+1]``.
+    r"""Real Gaunt tensor :math:`\int Y_{l_1}^{m_1} Y_{l_2}^{m_2} Y_{l_3}^{m_3} d\Omega`.
+
+    Shape ``[2l1+1, 2l2+1, 2l3+1]``.
 
     For orthonormal ("integral") harmonics; zero unless ``l1 + l2 + l3`` is even and the
     triangle condition holds.  So :math:`Y_{l_1}^{a} Y_{l_2}^{b} = \sum_{l_3 c} G_{abc}

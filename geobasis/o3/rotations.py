@@ -12,7 +12,6 @@ Reference: Shoemake, "Uniform random rotations", Graphics Gems III (1992) for
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
@@ -75,7 +74,9 @@ def random_orthogonal(
         flip = torch.randint(0, 2, _shape(shape), device=rot.device, generator=generator)
         sign = 1.0 - 2.0 * flip.to(rot.dtype)
     else:
-        sign = torch.full(_shape(shape), -1.0 if improper else 1.0, dtype=rot.dtype, device=rot.device)
+        sign = torch.full(
+            _shape(shape), -1.0 if improper else 1.0, dtype=rot.dtype, device=rot.device
+        )
     return rot * sign[..., None, None]
 
 
@@ -99,18 +100,21 @@ def matrix_to_quaternion(R: Tensor) -> Tensor:
     Uses the numerically stable branch (largest diagonal combination) per element.
     """
     _check_matrix(R)
-    m = R
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    xx, yy, zz = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    tr = xx + yy + zz
+    # 4 w, 4 x, 4 y, 4 z (each up to a common factor) from the four standard branches
+    a, b, c = R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]
+    d, e, f = R[..., 0, 1] + R[..., 1, 0], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1]
     cands = torch.stack(
         [
-            torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
+            torch.stack([1 + tr, a, b, c], -1),
+            torch.stack([a, 1 + xx - yy - zz, d, e], -1),
+            torch.stack([b, d, 1 - xx + yy - zz, f], -1),
+            torch.stack([c, e, f, 1 - xx - yy + zz], -1),
         ],
         dim=-2,
-    )  # fmt: skip
-    diag = torch.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
+    )
+    diag = torch.stack([tr, xx, yy, zz], -1)
     best = diag.argmax(-1)
     q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
     q = q / q.norm(dim=-1, keepdim=True)
@@ -185,5 +189,3 @@ def matrix_to_angles(R: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _check_matrix(R: Tensor) -> None:
     if R.shape[-2:] != (3, 3):
         raise ValueError(f"rotation matrices must have shape [..., 3, 3], got {tuple(R.shape)}")
-
-

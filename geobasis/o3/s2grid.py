@@ -66,7 +66,9 @@ class S2Grid(nn.Module):
     :meth:`from_grid` maps back; ``G = res_beta * res_alpha``.
     """
 
-    def __init__(self, lmax: int, res_beta: int | None = None, res_alpha: int | None = None) -> None:
+    def __init__(
+        self, lmax: int, res_beta: int | None = None, res_alpha: int | None = None
+    ) -> None:
         super().__init__()
         check_lmax(lmax)
         self.lmax = lmax
@@ -96,7 +98,7 @@ class S2Grid(nn.Module):
         return torch.matmul(self.harmonics.to(x.dtype), x)
 
     def from_grid(self, f: Tensor) -> Tensor:
-        """Project grid values ``f [..., G, C]`` on degrees ``0..lmax``: ``[..., (lmax+1)**2, C]``."""
+        """Project grid values ``f [..., G, C]`` on degrees ``0..lmax`` (``[..., D, C]``)."""
         self._check(f, self.points.shape[0], "f")
         return torch.matmul(self.weighted_harmonics.to(f.dtype).t(), f)
 
@@ -109,11 +111,15 @@ def _grid(lmax: int, res_beta: int | None, res_alpha: int | None, device: torch.
     return S2Grid(lmax, res_beta, res_alpha).to(device)
 
 
-def to_grid(x: Tensor, lmax: int, res_beta: int | None = None, res_alpha: int | None = None) -> Tensor:
+def to_grid(
+    x: Tensor, lmax: int, res_beta: int | None = None, res_alpha: int | None = None
+) -> Tensor:
     """Functional :meth:`S2Grid.to_grid` with a cached grid."""
     return _grid(lmax, res_beta, res_alpha, x.device).to_grid(x)
 
 
-def from_grid(f: Tensor, lmax: int, res_beta: int | None = None, res_alpha: int | None = None) -> Tensor:
+def from_grid(
+    f: Tensor, lmax: int, res_beta: int | None = None, res_alpha: int | None = None
+) -> Tensor:
     """Functional :meth:`S2Grid.from_grid` with a cached grid."""
     return _grid(lmax, res_beta, res_alpha, f.device).from_grid(f)

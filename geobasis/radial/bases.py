@@ -92,7 +92,11 @@ def _roots_table(lmax: int, num_roots: int) -> np.ndarray:
         prev = roots[-1]
         f = lambda x, l=l: special.spherical_jn(l, x)
         # roots of j_l interlace with those of j_(l-1)
-        roots.append(np.array([optimize.brentq(f, prev[i], prev[i + 1], xtol=1e-15) for i in range(len(prev) - 1)]))
+        roots.append(
+            np.array(
+                [optimize.brentq(f, prev[i], prev[i + 1], xtol=1e-15) for i in range(len(prev) - 1)]
+            )
+        )
     return np.stack([r[:num_roots] for r in roots])
 
 
@@ -160,7 +164,9 @@ class GaussianBasis(nn.Module):
         self.start, self.end = _interval(start, end)
         centres = torch.linspace(self.start, self.end, num_basis, dtype=torch.float64)
         spacing = (self.end - self.start) / max(num_basis - 1, 1)
-        sigma = torch.tensor(_positive("width", width) if width is not None else spacing, dtype=torch.float64)
+        sigma = torch.tensor(
+            _positive("width", width) if width is not None else spacing, dtype=torch.float64
+        )
         if trainable:
             self.centres = nn.Parameter(centres.to(torch.get_default_dtype()))
             self.width = nn.Parameter(sigma.to(torch.get_default_dtype()))
@@ -225,7 +231,9 @@ class FourierBasis(_IntervalBasis):
 
     FAMILIES = ("full", "even", "odd")
 
-    def __init__(self, num_basis: int, family: str = "full", start: float = -1.0, end: float = 1.0) -> None:
+    def __init__(
+        self, num_basis: int, family: str = "full", start: float = -1.0, end: float = 1.0
+    ) -> None:
         super().__init__(num_basis, start, end)
         if family not in self.FAMILIES:
             raise ValueError(f"family must be one of {self.FAMILIES}, got {family!r}")
@@ -247,7 +255,9 @@ class FourierBasis(_IntervalBasis):
     def forward(self, x: Tensor) -> Tensor:
         angle = math.pi * self.to_unit(x).unsqueeze(-1) * self.freqs.to(x.dtype)
         const = torch.full_like(angle, 1 / math.sqrt(2))
-        return torch.where(self.kinds == 0, const, torch.where(self.kinds == 1, torch.cos(angle), torch.sin(angle)))
+        return torch.where(
+            self.kinds == 0, const, torch.where(self.kinds == 1, torch.cos(angle), torch.sin(angle))
+        )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", family={self.family!r}"
@@ -288,11 +298,15 @@ class BSplineBasis(_IntervalBasis):
     representations for B-splines" (1998).
     """
 
-    def __init__(self, num_basis: int, degree: int = 3, start: float = 0.0, end: float = 1.0) -> None:
+    def __init__(
+        self, num_basis: int, degree: int = 3, start: float = 0.0, end: float = 1.0
+    ) -> None:
         super().__init__(num_basis, start, end)
         self.degree = _count("degree", degree, 0)
         if num_basis <= degree:
-            raise ValueError(f"num_basis must exceed degree, got num_basis={num_basis}, degree={degree}")
+            raise ValueError(
+                f"num_basis must exceed degree, got num_basis={num_basis}, degree={degree}"
+            )
         self.num_spans = num_basis - degree
         self.register_buffer("matrix", torch.from_numpy(_cardinal_bspline_matrix(degree)))
 

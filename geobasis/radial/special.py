@@ -39,9 +39,30 @@ __all__ = ["spherical_jn", "spherical_jn_all", "log_iv", "log_kv"]
 def _as_work(*args: Tensor | float) -> tuple[list[Tensor], torch.dtype]:
     """Inputs in float64 and the output dtype (the tensors' float dtype; float64 for scalars)."""
     floats = [a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point()]
-    dtype = torch.promote_types(*floats) if len(floats) > 1 else (floats[0] if floats else torch.float64)
-    work = [a.to(torch.float64) if isinstance(a, Tensor) else torch.tensor(a, dtype=torch.float64) for a in args]
+    dtype = (
+        torch.promote_types(*floats)
+        if len(floats) > 1
+        else (floats[0] if floats else torch.float64)
+    )
+    work = [
+        a.to(torch.float64) if isinstance(a, Tensor) else torch.tensor(a, dtype=torch.float64)
+        for a in args
+    ]
     return work, dtype
+
+
+def _first_two_orders(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(x with 0 -> 1, j_0(x), j_1(x))`` by the closed forms, exact limits at 0.
+
+    The closed form of ``j_1`` cancels for small ``x``; callers use it only where it
+    does not (``|j_1| > |j_0|`` or ``x >= 1``).
+    """
+    nonzero = x != 0
+    safe = torch.where(nonzero, x, torch.ones_like(x))
+    sin, cos = torch.sin(safe), torch.cos(safe)
+    j0 = torch.where(nonzero, sin / safe, torch.ones_like(x))
+    j1 = torch.where(nonzero, (sin / safe - cos) / safe, torch.zeros_like(x))
+    return safe, j0, j1
 
 
 def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
@@ -54,11 +75,7 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
         raise ValueError(f"lmax must be a non-negative int, got {lmax!r}")
     (ax,), dtype = _as_work(x)
     # j_l(-x) = (-1)^l j_l(x) holds for every formula below, so x is used as it is
-    nonzero = ax != 0
-    safe = torch.where(nonzero, ax, torch.ones_like(ax))
-    sin, cos = torch.sin(safe), torch.cos(safe)
-    j0 = torch.where(nonzero, sin / safe, torch.ones_like(ax))
-    j1 = torch.where(nonzero, (sin / safe - cos) / safe, torch.zeros_like(ax))
+    safe, j0, j1 = _first_two_orders(ax)
     if lmax == 0:
         return j0.unsqueeze(-1).to(dtype)
     # small-argument branch: ratios from a backward continued fraction
@@ -83,7 +100,9 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
     for n in range(1, lmax):
         large.append((2 * n + 1) / safe * large[-1] - large[-2])
     use_small = ax.abs() < lmax + 1
-    out = torch.stack([torch.where(use_small, s, g) for s, g in zip(small, large)], dim=-1)
+    out = torch.stack(
+        [torch.where(use_small, s, g) for s, g in zip(small, large, strict=True)], dim=-1
+    )
     return out.to(dtype)
 
 
@@ -95,11 +114,7 @@ def spherical_jn(l: int, x: Tensor) -> Tensor:
     if l <= 1:
         return spherical_jn_all(l, x)[..., l]
     (ax,), dtype = _as_work(x)
-    nonzero = ax != 0
-    safe = torch.where(nonzero, ax, torch.ones_like(ax))
-    sin, cos = torch.sin(safe), torch.cos(safe)
-    j0 = torch.where(nonzero, sin / safe, torch.ones_like(ax))
-    j1 = torch.where(nonzero, (sin / safe - cos) / safe, torch.zeros_like(ax))
+    safe, j0, j1 = _first_two_orders(ax)
     lo = ax.clamp(-(l + 1.0), l + 1.0)
     r = torch.zeros_like(ax)
     prod_from_2 = torch.ones_like(ax)
@@ -140,7 +155,7 @@ def _debye_polynomials(count: int = 14) -> list[list[float]]:
 
 
 def _debye_log(nu: Tensor, x: Tensor, kind: str) -> Tensor:
-    r"""Debye's uniform expansion of :math:`\log I_\nu(x)` or :math:`\log K_\nu(x)` (:math:`\nu > 0`)."""
+    r"""Debye's uniform expansion of :math:`\log I_\nu(x)` or :math:`\log K_\nu(x)`."""
     z = x / nu
     s = torch.sqrt(1 + z * z)
     p = 1 / s
@@ -155,8 +170,16 @@ def _debye_log(nu: Tensor, x: Tensor, kind: str) -> Tensor:
         series = series + (term if (kind == "i" or k % 2 == 0) else -term)
         power = power / nu
     if kind == "i":
-        return -0.5 * torch.log(2 * math.pi * nu) - 0.5 * torch.log(s) + nu * eta + torch.log(series)
-    return 0.5 * math.log(math.pi / 2) - 0.5 * torch.log(nu) - 0.5 * torch.log(s) - nu * eta + torch.log(series)
+        return (
+            -0.5 * torch.log(2 * math.pi * nu) - 0.5 * torch.log(s) + nu * eta + torch.log(series)
+        )
+    return (
+        0.5 * math.log(math.pi / 2)
+        - 0.5 * torch.log(nu)
+        - 0.5 * torch.log(s)
+        - nu * eta
+        + torch.log(series)
+    )
 
 
 _SERIES_X = 30.0  # below: power series; above: Debye + backward recurrence

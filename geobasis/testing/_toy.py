@@ -11,13 +11,16 @@ from geobasis.radial import BesselBasis, PolynomialEnvelope
 
 
 class ToyPotential(nn.Module):
-    r"""One message-passing step: :math:`h_i = \sum_j R(r_{ij}) Y(\hat r_{ij})`, :math:`E = \sum |h|^2`.
+    r"""One message-passing step, :math:`h_i = \sum_j R(r_{ij}) Y(\hat r_{ij})`, energy
+    :math:`E = \sum |h|^2`.
 
     Returns ``{"energy": [B], "features": [N, (lmax+1)**2, C]}``; equivariant by
     construction, so it is a reference for the testing toolkit.
     """
 
-    def __init__(self, lmax: int = 2, channels: int = 8, cutoff: float = 3.0, num_elements: int = 10) -> None:
+    def __init__(
+        self, lmax: int = 2, channels: int = 8, cutoff: float = 3.0, num_elements: int = 10
+    ) -> None:
         super().__init__()
         self.lmax, self.cutoff = lmax, cutoff
         self.radial = BesselBasis(6, cutoff)

@@ -80,7 +80,9 @@ class EquivarianceReport:
         return self.errors[key]
 
     def __str__(self) -> str:
-        lines = [f"{'transformation':<14} {'output':<20} {'max abs error':>14} {'scale':>10}  status"]
+        lines = [
+            f"{'transformation':<14} {'output':<20} {'max abs error':>14} {'scale':>10}  status"
+        ]
         for (t, o), err in self.errors.items():
             status = "FAIL" if (t, o) in self.failures else "ok"
             lines.append(f"{t:<14} {o:<20} {err:>14.3e} {self.scales[(t, o)]:>10.3e}  {status}")
@@ -128,7 +130,9 @@ class _Element:
     inv_perm: Tensor
 
 
-def _sample(name: str, batch: Tensor, num_graphs: int, gen: torch.Generator, dtype: torch.dtype) -> _Element:
+def _sample(
+    name: str, batch: Tensor, num_graphs: int, gen: torch.Generator, dtype: torch.dtype
+) -> _Element:
     n = batch.shape[0]
     R = torch.eye(3, dtype=dtype).expand(num_graphs, 3, 3).clone()
     t = torch.zeros(num_graphs, 3, dtype=dtype)
@@ -176,7 +180,8 @@ class _Context:
         if spec.kind == "invariant":
             return "other"  # e.g. PyG's ptr: unchanged by every transformation
         raise ValueError(
-            f"cannot tell whether {name!r} (shape {tuple(value.shape)}) is per node, edge or graph; "
+            f"cannot tell whether {name!r} (shape {tuple(value.shape)}) is per node, edge or "
+            "graph; "
             "declare it as {'kind': ..., 'level': ...}"
         )
 
@@ -191,7 +196,9 @@ class _Context:
         return None  # global (single graph)
 
 
-def _apply(value: Tensor, spec: _Spec, level: str, ctx: _Context, elem: _Element, lmax_cache: dict) -> Tensor:
+def _apply(
+    value: Tensor, spec: _Spec, level: str, ctx: _Context, elem: _Element, lmax_cache: dict
+) -> Tensor:
     """Transform one tensor by the group element (rows in the original order)."""
     if spec.kind == "invariant":
         return value
@@ -210,13 +217,20 @@ def _apply(value: Tensor, spec: _Spec, level: str, ctx: _Context, elem: _Element
         out = _rotate(value, R, graph)
     elif kind == "pseudovector":
         det = torch.linalg.det(R)
-        out = _rotate(value, R, graph) * (det if graph is None else _expand(det, value[..., 0])[..., None])
+        out = _rotate(value, R, graph) * (
+            det if graph is None else _expand(det, value[..., 0])[..., None]
+        )
     elif kind == "cell":
-        out = torch.einsum("b...j,bij->b...i", value, R) if graph is not None else value @ R.transpose(-1, -2)
+        out = (
+            torch.einsum("b...j,bij->b...i", value, R)
+            if graph is not None
+            else value @ R.transpose(-1, -2)
+        )
     elif kind == "spherical":
         if value.dim() < 2 or value.shape[-2] != (spec.degree + 1) ** 2:
             raise ValueError(
-                f"spherical output of lmax {spec.degree} needs shape [..., {(spec.degree + 1) ** 2}, C], "
+                f"spherical output of lmax {spec.degree} needs shape "
+                f"[..., {(spec.degree + 1) ** 2}, C], "
                 f"got {tuple(value.shape)}"
             )
         key = (spec.degree, spec.pseudo, elem.name, id(elem))
@@ -234,12 +248,16 @@ def _apply(value: Tensor, spec: _Spec, level: str, ctx: _Context, elem: _Element
 
 
 def _expand(per_row: Tensor, like: Tensor) -> Tensor:
-    return per_row.reshape(per_row.shape[0], *([1] * (like.dim() - per_row.dim())), *per_row.shape[1:])
+    return per_row.reshape(
+        per_row.shape[0], *([1] * (like.dim() - per_row.dim())), *per_row.shape[1:]
+    )
 
 
 def _rotate(value: Tensor, R: Tensor, graph: Tensor | None) -> Tensor:
     if value.shape[-1] != 3:
-        raise ValueError(f"a vector-like tensor must have last dimension 3, got {tuple(value.shape)}")
+        raise ValueError(
+            f"a vector-like tensor must have last dimension 3, got {tuple(value.shape)}"
+        )
     if graph is None:
         return value @ R.transpose(-1, -2)
     Rg = R.reshape(R.shape[0], *([1] * (value.dim() - 2)), 3, 3)
@@ -279,7 +297,9 @@ def _outputs_as_dict(result: Any) -> dict[str, Tensor]:
         return dict(result.to_dict())
     if isinstance(result, (tuple, list)):
         return {str(i): v for i, v in enumerate(result)}
-    raise TypeError(f"model output must be a Tensor, dict, Data or tuple, got {type(result).__name__}")
+    raise TypeError(
+        f"model output must be a Tensor, dict, Data or tuple, got {type(result).__name__}"
+    )
 
 
 def check_equivariance(
@@ -295,7 +315,7 @@ def check_equivariance(
     dtype: torch.dtype = torch.float64,
     energy_key: str = "energy",
 ) -> EquivarianceReport:
-    """Like :func:`assert_equivariant` but returns the :class:`EquivarianceReport` without raising."""
+    """Like :func:`assert_equivariant`, but return the :class:`EquivarianceReport`, never raise."""
     gen = torch.Generator().manual_seed(seed)
     run = _prepare_model(model, dtype)
     fields, call, batch, num_graphs, edge_index = _prepare_data(data, inputs, dtype)
@@ -312,7 +332,9 @@ def check_equivariance(
             for key, (value, spec) in fields.items():
                 if isinstance(value, Tensor):
                     level = ctx.level_of(key, value, spec)
-                    value = _permute(_apply(value, spec, level, ctx, elem, cache), spec, level, elem)
+                    value = _permute(
+                        _apply(value, spec, level, ctx, elem, cache), spec, level, elem
+                    )
                 moved[key] = (value, spec)
             got = _evaluate(run, call, moved, out_specs, energy_key)
             for out_name, spec in out_specs.items():
@@ -322,7 +344,8 @@ def check_equivariance(
                 value = got[out_name]
                 if value.shape != expected.shape:
                     raise ValueError(
-                        f"output {out_name!r} changed shape under {name}: {tuple(expected.shape)} -> "
+                        f"output {out_name!r} changed shape under {name}: "
+                        f"{tuple(expected.shape)} -> "
                         f"{tuple(value.shape)}"
                     )
                 err = float((value - expected).abs().max()) if value.numel() else 0.0
@@ -413,7 +436,8 @@ def _prepare_data(data: Any, inputs: Mapping[str, Any] | None, dtype: torch.dtyp
             items, call = dict(data.to_dict()), ("pyg", data)
         else:
             raise TypeError(
-                f"data must be a Tensor, a dict of tensors or a PyG Data/Batch, got {type(data).__name__}"
+                "data must be a Tensor, a dict of tensors or a PyG Data/Batch, "
+                f"got {type(data).__name__}"
             )
         unknown = set(inputs) - set(items)
         if unknown:
@@ -467,5 +491,7 @@ def _evaluate(run, call, fields, out_specs, energy_key) -> dict[str, Tensor]:
             (grad,) = torch.autograd.grad(result[energy_key].sum(), pos, allow_unused=True)
             out[name] = -grad if grad is not None else torch.zeros_like(pos)
         else:
-            raise KeyError(f"the model did not return output {name!r} (it returned {sorted(result)})")
+            raise KeyError(
+                f"the model did not return output {name!r} (it returned {sorted(result)})"
+            )
     return out

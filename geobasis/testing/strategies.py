@@ -62,7 +62,9 @@ def molecules(
             points.append(cand)
         else:
             side *= 1.01
-    z = torch.tensor([_ELEMENTS[int(i)] for i in torch.randint(0, len(_ELEMENTS), (n,), generator=gen)])
+    z = torch.tensor(
+        [_ELEMENTS[int(i)] for i in torch.randint(0, len(_ELEMENTS), (n,), generator=gen)]
+    )
     return Data(pos=torch.stack(points), z=z)
 
 

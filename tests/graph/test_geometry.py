@@ -43,20 +43,29 @@ def test_angles_atan2_form_matches_acos_and_is_safe():
     assert torch.isfinite(ang).all() and torch.isfinite(g).all()
     # near-parallel vectors keep their accuracy (acos loses it)
     eps = 1e-9
-    tiny = angle_between(torch.tensor([1.0, 0, 0], dtype=torch.float64), torch.tensor([1.0, eps, 0], dtype=torch.float64))
+    tiny = angle_between(
+        torch.tensor([1.0, 0, 0], dtype=torch.float64),
+        torch.tensor([1.0, eps, 0], dtype=torch.float64),
+    )
     assert math.isclose(float(tiny), eps, rel_tol=1e-6)
 
 
 def test_triplet_angles_water():
-    pos = torch.tensor([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]], dtype=torch.float64)
+    pos = torch.tensor(
+        [[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]], dtype=torch.float64
+    )
     edge_index = radius_graph(pos, 1.2)  # O-H bonds only
     angles, (idx_kj, idx_ji, (i, j, k)) = triplet_angles(pos, edge_index)
     assert len(angles) == 2 and (j == 0).all()
-    assert torch.allclose(angles, torch.full((2,), math.radians(104.5), dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(
+        angles, torch.full((2,), math.radians(104.5), dtype=torch.float64), atol=1e-3
+    )
 
 
 def test_errors():
     with pytest.raises(ValueError, match=r"\[2, E\]"):
         triplets(torch.zeros(3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="shifts"):
-        edge_vectors(torch.zeros(2, 3), torch.zeros(2, 1, dtype=torch.long), shifts=torch.zeros(1, 3))
+        edge_vectors(
+            torch.zeros(2, 3), torch.zeros(2, 1, dtype=torch.long), shifts=torch.zeros(1, 3)
+        )

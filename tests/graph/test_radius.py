@@ -21,7 +21,9 @@ def brute_force(pos, r, batch=None, loop=False):
 
 def brute_force_periodic(pos, r, cell, loop=False):
     vol = torch.linalg.det(cell).abs()
-    heights = [vol / torch.linalg.cross(cell[a], cell[b]).norm() for a, b in ((1, 2), (2, 0), (0, 1))]
+    heights = [
+        vol / torch.linalg.cross(cell[a], cell[b]).norm() for a, b in ((1, 2), (2, 0), (0, 1))
+    ]
     frac = pos @ torch.linalg.inv(cell)
     spread = int(frac.abs().max().ceil()) * 2 + 1
     reach = [int(torch.ceil(r / h)) + 1 + spread for h in heights]
@@ -57,7 +59,10 @@ def test_matches_brute_force(n, r, graphs, loop, seed, scale):
 @given(n=st.integers(1, 10), r=st.floats(0.3, 3.5), seed=st.integers(0, 10_000), loop=st.booleans())
 def test_periodic_matches_brute_force_including_small_cells(n, r, seed, loop):
     gen = torch.Generator().manual_seed(seed)
-    cell = torch.randn(3, 3, generator=gen, dtype=torch.float64) * 0.4 + torch.eye(3, dtype=torch.float64) * 1.5
+    cell = (
+        torch.randn(3, 3, generator=gen, dtype=torch.float64) * 0.4
+        + torch.eye(3, dtype=torch.float64) * 1.5
+    )
     pos = torch.randn(n, 3, generator=gen, dtype=torch.float64) * 2  # not wrapped on purpose
     edge_index, shifts = radius_graph(pos, r, loop=loop, cell=cell)
     got = {(j, i, *s) for (j, i), s in zip(edge_index.t().tolist(), shifts.tolist())}
@@ -74,7 +79,9 @@ def test_atom_sees_its_own_images_in_a_small_cell():
 
 
 def test_mixed_periodicity_and_batched_cells():
-    pos = torch.tensor([[0.1, 0.1, 0.1], [0.1, 0.1, 3.9], [0.2, 0.2, 0.2], [0.2, 0.2, 3.8]], dtype=torch.float64)
+    pos = torch.tensor(
+        [[0.1, 0.1, 0.1], [0.1, 0.1, 3.9], [0.2, 0.2, 0.2], [0.2, 0.2, 3.8]], dtype=torch.float64
+    )
     batch = torch.tensor([0, 0, 1, 1])
     cell = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1) * 4.0
     pbc = torch.tensor([[True, True, True], [True, True, False]])
@@ -99,7 +106,7 @@ def test_large_system_is_linear_memory():
     sample = torch.randint(0, n, (50,))
     for i in sample.tolist():
         d = (pos - pos[i]).norm(dim=-1)
-        expected = set(torch.nonzero((d < 3.0)).flatten().tolist()) - {i}
+        expected = set(torch.nonzero(d < 3.0).flatten().tolist()) - {i}
         assert set(edge_index[0, edge_index[1] == i].tolist()) == expected
 
 

@@ -32,7 +32,9 @@ def test_e3nn_layout_round_trip_and_equivariance():
 def test_e3nn_layout_matches_e3nn_harmonics_layout():
     v = torch.randn(7, 3, dtype=torch.float64)
     y = spherical_harmonics(3, v)[..., None]  # one channel
-    assert torch.allclose(to_e3nn(y), e3o3.spherical_harmonics("0e+1o+2e+3o", v, True, normalization="integral"))
+    assert torch.allclose(
+        to_e3nn(y), e3o3.spherical_harmonics("0e+1o+2e+3o", v, True, normalization="integral")
+    )
 
 
 def test_irreps_string():

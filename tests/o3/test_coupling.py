@@ -7,7 +7,11 @@ from e3nn import o3 as e3o3
 
 from geobasis.o3 import S2Grid, clebsch_gordan, gaunt, random_orthogonal, wigner_D
 
-TRIPLES = [(l1, l2, l3) for l1, l2 in itertools.product(range(5), repeat=2) for l3 in range(abs(l1 - l2), l1 + l2 + 1)]
+TRIPLES = [
+    (l1, l2, l3)
+    for l1, l2 in itertools.product(range(5), repeat=2)
+    for l3 in range(abs(l1 - l2), l1 + l2 + 1)
+]
 
 
 @pytest.mark.parametrize("l1,l2,l3", TRIPLES)
@@ -17,7 +21,9 @@ def test_clebsch_gordan_is_scaled_e3nn_wigner_3j(l1, l2, l3):
     assert (ours - ref).abs().max() <= 1e-12
 
 
-@pytest.mark.parametrize("l1,l2,l3", [(1, 1, 1), (2, 2, 3), (3, 4, 5), (6, 5, 4), (8, 8, 8), (10, 9, 7)])
+@pytest.mark.parametrize(
+    "l1,l2,l3", [(1, 1, 1), (2, 2, 3), (3, 4, 5), (6, 5, 4), (8, 8, 8), (10, 9, 7)]
+)
 def test_clebsch_gordan_equivariant_and_isometric(l1, l2, l3):
     C = clebsch_gordan(l1, l2, l3, dtype=torch.float64)
     L = max(l1, l2, l3)

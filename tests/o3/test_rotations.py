@@ -13,7 +13,9 @@ def test_random_rotation_is_special_orthogonal():
 
 
 def test_random_orthogonal_parities():
-    assert (torch.linalg.det(o3.random_orthogonal(50, dtype=torch.float64, improper=True)) < 0).all()
+    assert (
+        torch.linalg.det(o3.random_orthogonal(50, dtype=torch.float64, improper=True)) < 0
+    ).all()
     dets = torch.linalg.det(o3.random_orthogonal(400, dtype=torch.float64))
     assert 100 < (dets < 0).sum() < 300
 
@@ -37,7 +39,11 @@ def test_conversions_agree_with_e3nn():
     assert torch.allclose(o3.angles_to_matrix(a, b, c), R, atol=1e-12)
     a2, b2, c2 = o3.matrix_to_angles(R)
     assert torch.allclose(o3.angles_to_matrix(a2, b2, c2), R, atol=1e-12)
-    for m_ours, m_e3nn in [(o3.matrix_x, e3o3.matrix_x), (o3.matrix_y, e3o3.matrix_y), (o3.matrix_z, e3o3.matrix_z)]:
+    for m_ours, m_e3nn in [
+        (o3.matrix_x, e3o3.matrix_x),
+        (o3.matrix_y, e3o3.matrix_y),
+        (o3.matrix_z, e3o3.matrix_z),
+    ]:
         t = torch.rand(5, dtype=torch.float64)
         assert torch.allclose(m_ours(t), m_e3nn(t))
 

@@ -10,7 +10,9 @@ from geobasis.o3 import SphericalHarmonics, spherical_harmonics, spherical_harmo
 
 
 def _e3nn(lmax, x, normalize=True, normalization="integral"):
-    return e3o3.spherical_harmonics(list(range(lmax + 1)), x, normalize, normalization=normalization)
+    return e3o3.spherical_harmonics(
+        list(range(lmax + 1)), x, normalize, normalization=normalization
+    )
 
 
 @pytest.mark.parametrize("normalization", ["integral", "component", "norm"])
@@ -34,11 +36,16 @@ def test_matches_e3nn_float32():
         dim = (lmax + 1) ** 2
         ours = (spherical_harmonics(lmax, x).double() - exact[:, :dim]).abs().max()
         theirs = (_e3nn(lmax, x).double() - exact[:, :dim]).abs().max()
-        # geobasis rounds once (float64 inside): within 1e-6 of the exact value, and
-        # never further from it than e3nn's own float32 polynomials
-        assert ours <= 1e-6 and ours <= theirs + 1e-7, (lmax, ours, theirs)
-        # so it agrees with e3nn to e3nn's own rounding error (about 1e-6 at l = 8..12)
-        assert (spherical_harmonics(lmax, x) - _e3nn(lmax, x)).abs().max() <= max(1e-6, 1.05 * float(theirs) + 1e-6)
+        diff = (spherical_harmonics(lmax, x) - _e3nn(lmax, x)).abs().max()
+        assert ours <= 1e-6, (lmax, ours)
+        if lmax <= 2:
+            assert diff <= 1e-6, (lmax, diff)
+        else:
+            # from lmax 3 on geobasis works in float64 and rounds once: never further from
+            # the exact value than e3nn's float32 polynomials, whose own error (about
+            # 1e-6 at l = 8..12) then bounds the difference
+            assert ours <= theirs, (lmax, ours, theirs)
+            assert diff <= theirs + ours, (lmax, diff)
 
 
 def _scipy_real_e3nn_basis(lmax, v):
@@ -75,7 +82,9 @@ def test_standard_basis_against_scipy():
 
 
 def test_zero_vector_and_poles_are_finite_with_finite_gradients():
-    x = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -3.0, 0.0], [1e-30, 1.0, 0.0]], dtype=torch.float64)
+    x = torch.tensor(
+        [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -3.0, 0.0], [1e-30, 1.0, 0.0]], dtype=torch.float64
+    )
     x.requires_grad_(True)
     y = spherical_harmonics(10, x)
     assert torch.isfinite(y).all()
@@ -118,7 +127,9 @@ def test_batch_shapes_and_module():
     x = torch.randn(2, 5, 7, 3)
     y = SphericalHarmonics(3, normalization="component")(x)
     assert y.shape == (2, 5, 7, 16)
-    assert torch.allclose(y, spherical_harmonics(3, x.reshape(-1, 3), normalization="component").reshape(2, 5, 7, 16))
+    assert torch.allclose(
+        y, spherical_harmonics(3, x.reshape(-1, 3), normalization="component").reshape(2, 5, 7, 16)
+    )
     assert spherical_harmonics(2, torch.zeros(0, 3)).shape == (0, 9)
 
 

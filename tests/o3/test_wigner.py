@@ -20,7 +20,9 @@ def test_representation_properties():
     assert torch.allclose(D(R1 @ R2), D(R1) @ D(R2), atol=1e-12)
     assert torch.allclose(D(R1) @ D(R1).t(), torch.eye(49, dtype=torch.float64), atol=1e-12)
     inversion = -torch.eye(3, dtype=torch.float64)
-    parity = torch.tensor([(-1.0) ** l for l in range(7) for _ in range(2 * l + 1)], dtype=torch.float64)
+    parity = torch.tensor(
+        [(-1.0) ** l for l in range(7) for _ in range(2 * l + 1)], dtype=torch.float64
+    )
     assert torch.allclose(D(inversion), torch.diag(parity), atol=1e-12)
     assert torch.allclose(wigner_D(6, inversion, pseudo=True), -torch.diag(parity), atol=1e-12)
 

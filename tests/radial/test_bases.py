@@ -32,7 +32,9 @@ def test_bessel_basis_formula_limit_and_pyg():
     pyg = BesselBasisLayer(6, cutoff=5.0, envelope_exponent=5)
     d = torch.tensor([0.5, 2.0, 4.0])
     sines = pyg(d) / pyg.envelope(d / 5.0)[:, None]
-    assert torch.allclose(sines, BesselBasis(6, 5.0)(d) * d[:, None] / math.sqrt(2 / 5.0), atol=1e-5)
+    assert torch.allclose(
+        sines, BesselBasis(6, 5.0)(d) * d[:, None] / math.sqrt(2 / 5.0), atol=1e-5
+    )
 
 
 def test_bessel_basis_trainable_frequencies():
@@ -56,7 +58,14 @@ def test_spherical_bessel_basis_orthonormal_and_zero_at_cutoff():
     for l in range(4):
         for n in range(4):
             for m in range(4):
-                f = lambda x: x * x * float(basis(torch.tensor(x, dtype=torch.float64))[l, n] * basis(torch.tensor(x, dtype=torch.float64))[l, m])
+                f = lambda x: (
+                    x
+                    * x
+                    * float(
+                        basis(torch.tensor(x, dtype=torch.float64))[l, n]
+                        * basis(torch.tensor(x, dtype=torch.float64))[l, m]
+                    )
+                )
                 val = quad(f, 0, c, limit=200)[0]
                 assert abs(val - (n == m)) < 1e-8
 
@@ -86,7 +95,9 @@ def test_gaussian_basis():
     g = GaussianBasis(5, 4.0)
     out = g(torch.tensor([0.0, 1.0, 4.0]))
     assert out.shape == (3, 5)
-    assert torch.allclose(out[0, 0], torch.tensor(1.0)) and torch.allclose(out[1, 1], torch.tensor(1.0))
+    assert torch.allclose(out[0, 0], torch.tensor(1.0)) and torch.allclose(
+        out[1, 1], torch.tensor(1.0)
+    )
 
 
 def test_chebyshev_basis_matches_numpy_and_parity():
@@ -123,8 +134,18 @@ def test_bspline_matches_scipy_and_partition_of_unity(degree):
     assert torch.allclose(out.sum(-1), torch.ones_like(x), atol=1e-12)
     h = 3.0 / (n - degree)
     knots = np.array([-1 + (i - degree) * h for i in range(n + degree + 1)])
-    ref = np.stack([np.nan_to_num(BSpline.basis_element(knots[i : i + degree + 2], extrapolate=False)(x.numpy())) for i in range(n)], -1)
-    assert np.abs(out.numpy()[:-1] - ref[:-1]).max() < 1e-12  # scipy's last element is open at the end
+    ref = np.stack(
+        [
+            np.nan_to_num(
+                BSpline.basis_element(knots[i : i + degree + 2], extrapolate=False)(x.numpy())
+            )
+            for i in range(n)
+        ],
+        -1,
+    )
+    assert (
+        np.abs(out.numpy()[:-1] - ref[:-1]).max() < 1e-12
+    )  # scipy's last element is open at the end
 
 
 def test_bspline_gradcheck():

@@ -21,7 +21,9 @@ def test_polynomial_envelope_value_and_two_derivatives_vanish_at_cutoff(p):
 
 def test_cosine_cutoff():
     cut = CosineCutoff(2.0)
-    assert torch.allclose(cut(torch.tensor([0.0, 1.0, 2.0, 3.0])), torch.tensor([1.0, 0.5, 0.0, 0.0]), atol=1e-7)
+    assert torch.allclose(
+        cut(torch.tensor([0.0, 1.0, 2.0, 3.0])), torch.tensor([1.0, 0.5, 0.0, 0.0]), atol=1e-7
+    )
 
 
 def test_errors():

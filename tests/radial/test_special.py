@@ -21,7 +21,17 @@ def _ref_log_kv(v: float, x: float) -> float:
         ts = mpmath.asinh(v / x)
         hs = -x * mpmath.cosh(ts) + v * ts
         w = 1 / mpmath.sqrt(x * mpmath.cosh(ts))
-        pts = sorted({ts - 80 * w - 60, ts - 40 * w, ts - 10 * w, ts, ts + 10 * w, ts + 40 * w, ts + 80 * w + 60})
+        pts = sorted(
+            {
+                ts - 80 * w - 60,
+                ts - 40 * w,
+                ts - 10 * w,
+                ts,
+                ts + 10 * w,
+                ts + 40 * w,
+                ts + 80 * w + 60,
+            }
+        )
         f = lambda t: mpmath.exp(-x * mpmath.cosh(t) + v * t - hs)
         return float(hs + mpmath.log(mpmath.quad(f, pts) / 2))
 
@@ -31,7 +41,24 @@ def _ref_log_iv(v: float, x: float) -> float:
 
 
 ORDERS = [0.0, 0.3, 1.0, 2.5, 7.0, 19.9, 24.6, 25.0, 50.0, 100.5, 333.0, 1000.0]
-ARGS = [1e-8, 1e-5, 1e-3, 0.1, 0.5, 1.0, 3.0, 10.0, 29.9, 30.1, 50.0, 100.0, 500.0, 1000.0, 5000.0, 1e4]
+ARGS = [
+    1e-8,
+    1e-5,
+    1e-3,
+    0.1,
+    0.5,
+    1.0,
+    3.0,
+    10.0,
+    29.9,
+    30.1,
+    50.0,
+    100.0,
+    500.0,
+    1000.0,
+    5000.0,
+    1e4,
+]
 
 
 def _relative(ours: float, ref: float) -> float:
@@ -41,17 +68,27 @@ def _relative(ours: float, ref: float) -> float:
 
 @pytest.mark.parametrize("kind", ["i", "k"])
 def test_log_bessel_against_mpmath(kind):
-    v, x = torch.meshgrid(torch.tensor(ORDERS, dtype=torch.float64), torch.tensor(ARGS, dtype=torch.float64), indexing="ij")
+    v, x = torch.meshgrid(
+        torch.tensor(ORDERS, dtype=torch.float64),
+        torch.tensor(ARGS, dtype=torch.float64),
+        indexing="ij",
+    )
     ours = (log_iv if kind == "i" else log_kv)(v, x)
     ref_fn = _ref_log_iv if kind == "i" else _ref_log_kv
-    worst = max(_relative(float(ours[i, j]), ref_fn(ORDERS[i], ARGS[j])) for i in range(len(ORDERS)) for j in range(len(ARGS)))
+    worst = max(
+        _relative(float(ours[i, j]), ref_fn(ORDERS[i], ARGS[j]))
+        for i in range(len(ORDERS))
+        for j in range(len(ARGS))
+    )
     assert worst <= 1e-10
 
 
 def test_log_iv_where_scipy_under_or_overflows():
     # ive(1000, 1e-3) underflows to 0; our value is finite and right
     assert ive(1000.0, 1e-3) == 0.0
-    assert abs(float(log_iv(1000.0, 1e-3)) - _ref_log_iv(1000.0, 1e-3)) <= 1e-10 * abs(_ref_log_iv(1000.0, 1e-3))
+    assert abs(float(log_iv(1000.0, 1e-3)) - _ref_log_iv(1000.0, 1e-3)) <= 1e-10 * abs(
+        _ref_log_iv(1000.0, 1e-3)
+    )
     assert torch.isfinite(log_kv(torch.tensor(1000.0), torch.tensor(1e-8)))
 
 
@@ -69,7 +106,10 @@ def test_log_bessel_gradients():
     assert torch.autograd.gradcheck(log_kv, (v, x))
     # d/dx log I_v = I_v'/I_v = I_(v+1)/I_v + v/x
     (g,) = torch.autograd.grad(log_iv(v, x).sum(), x)
-    expected = torch.exp(log_iv(v.detach() + 1, x.detach()) - log_iv(v.detach(), x.detach())) + v.detach() / x.detach()
+    expected = (
+        torch.exp(log_iv(v.detach() + 1, x.detach()) - log_iv(v.detach(), x.detach()))
+        + v.detach() / x.detach()
+    )
     assert torch.allclose(g, expected, rtol=1e-10)
 
 
@@ -98,6 +138,11 @@ def test_spherical_jn_small_argument_relative_accuracy():
 def test_spherical_jn_parity_zero_and_gradient():
     x = torch.tensor([-2.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
     j = spherical_jn_all(4, x)
-    assert torch.allclose(j[0], j[2] * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64))
+    assert torch.allclose(
+        j[0], j[2] * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
+    )
     assert torch.equal(j[1].detach(), torch.tensor([1.0, 0, 0, 0, 0], dtype=torch.float64))
-    assert torch.autograd.gradcheck(lambda t: spherical_jn_all(6, t), (torch.tensor([0.0, 1e-4, 0.3, 5.0, 12.0], dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        lambda t: spherical_jn_all(6, t),
+        (torch.tensor([0.0, 1e-4, 0.3, 5.0, 12.0], dtype=torch.float64, requires_grad=True),),
+    )

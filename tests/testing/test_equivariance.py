@@ -2,9 +2,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from torch import nn
-from torch_geometric.data import Batch, Data
 
-from geobasis.graph import edge_vectors, radius_graph
 from geobasis.o3 import spherical_harmonics
 from geobasis.testing import EquivarianceError, assert_equivariant, check_equivariance
 from geobasis.testing._toy import ToyPotential
@@ -16,12 +14,13 @@ OUTPUTS = {"energy": "invariant", "forces": "forces", "features": 2}
 def test_correct_potential_passes_every_transformation(molecule_batch):
     report = assert_equivariant(ToyPotential(), molecule_batch, outputs=OUTPUTS)
     assert report.ok
-    assert set(t for t, _ in report.errors) == {"rotation", "reflection", "translation", "permutation"}
+    assert set(t for t, _ in report.errors) == {
+        "rotation",
+        "reflection",
+        "translation",
+        "permutation",
+    }
     assert max(report.errors.values()) < 1e-10
-
-
-    def forward(self, data):
-        centred = data.pos - data.pos.mean(0)
 
 
 def test_catches_a_model_that_mixes_in_a_fixed_frame(ethanol):
@@ -32,10 +31,14 @@ def test_catches_a_model_that_mixes_in_a_fixed_frame(ethanol):
             return {"energy": (centred[:, 2] ** 2).sum()[None]}
 
     with pytest.raises(EquivarianceError) as info:
-        assert_equivariant(FixedAxis(), ethanol, outputs={"energy": "invariant", "forces": "forces"})
+        assert_equivariant(
+            FixedAxis(), ethanol, outputs={"energy": "invariant", "forces": "forces"}
+        )
     message = str(info.value)
     assert "'energy' under rotation" in message and "'forces' under rotation" in message
-    assert "translation" not in message.split("\n")[0] and "permutation" not in message.split("\n")[0]
+    assert (
+        "translation" not in message.split("\n")[0] and "permutation" not in message.split("\n")[0]
+    )
 
 
 def test_declared_vector_inputs_are_rotated(ethanol):
@@ -59,7 +62,9 @@ def test_catches_a_non_equivariant_layer(ethanol):
     def model(d):
         return {"v": layer(d.pos - d.pos.mean(0)), "energy": layer(d.pos).sum()[None]}
 
-    report = check_equivariance(model, ethanol, outputs={"v": "vector", "energy": "invariant", "forces": "forces"})
+    report = check_equivariance(
+        model, ethanol, outputs={"v": "vector", "energy": "invariant", "forces": "forces"}
+    )
     assert ("rotation", "v") in report.failures
     assert ("translation", "energy") in report.failures
     assert ("permutation", "v") not in report.failures  # it is still permutation equivariant
@@ -71,7 +76,9 @@ def test_catches_permutation_and_cross_graph_bugs(molecule_batch):
         w = torch.arange(d.num_nodes, dtype=d.pos.dtype)
         return {"energy": (w * (centred**2).sum(-1)).sum()[None]}
 
-    report = check_equivariance(index_weighted, molecule_batch, outputs={"energy": {"kind": "invariant", "level": "graph"}})
+    report = check_equivariance(
+        index_weighted, molecule_batch, outputs={"energy": {"kind": "invariant", "level": "graph"}}
+    )
     assert ("permutation", "energy") in report.failures
 
     def leaks_between_graphs(d):
@@ -79,9 +86,14 @@ def test_catches_permutation_and_cross_graph_bugs(molecule_batch):
         per_atom = (centred**2).sum(-1)
         return {"energy": torch.zeros(2, dtype=d.pos.dtype).index_add(0, d.batch, per_atom)}
 
-    report = check_equivariance(leaks_between_graphs, molecule_batch, outputs={"energy": "invariant"})
+    report = check_equivariance(
+        leaks_between_graphs, molecule_batch, outputs={"energy": "invariant"}
+    )
     # each graph gets its own rotation and translation, so the shared centroid is exposed
-    assert ("rotation", "energy") in report.failures and ("translation", "energy") in report.failures
+    assert ("rotation", "energy") in report.failures and (
+        "translation",
+        "energy",
+    ) in report.failures
 
 
 def test_pseudovector_and_spherical_outputs():
@@ -94,9 +106,16 @@ def test_pseudovector_and_spherical_outputs():
 
     # the cross product of positions with shifted positions is not permutation equivariant,
     # so test only the orthogonal group here
-    report = assert_equivariant(angular, pos, outputs={"L": "pseudovector", "Y": 3}, transformations=("rotation", "reflection"))
+    report = assert_equivariant(
+        angular,
+        pos,
+        outputs={"L": "pseudovector", "Y": 3},
+        transformations=("rotation", "reflection"),
+    )
     assert report.ok
-    wrong = check_equivariance(angular, pos, outputs={"L": "vector"}, transformations=("reflection",))
+    wrong = check_equivariance(
+        angular, pos, outputs={"L": "vector"}, transformations=("reflection",)
+    )
     assert ("reflection", "L") in wrong.failures
 
 
@@ -104,7 +123,10 @@ def test_cells_rotate_and_dict_inputs():
     def volume_and_first_vector(pos, cell):
         return {"volume": torch.linalg.det(cell).abs(), "a": cell[0]}
 
-    data = {"pos": torch.randn(4, 3, dtype=torch.float64), "cell": torch.randn(3, 3, dtype=torch.float64)}
+    data = {
+        "pos": torch.randn(4, 3, dtype=torch.float64),
+        "cell": torch.randn(3, 3, dtype=torch.float64),
+    }
     assert_equivariant(
         volume_and_first_vector,
         data,
@@ -135,7 +157,9 @@ def test_hypothesis_point_clouds(pos):
         c = p - p.mean(0)
         return torch.linalg.eigvalsh(c.t() @ c)
 
-    assert_equivariant(gram_eigenvalues, pos, outputs={"output": {"kind": "invariant", "level": "graph"}})
+    assert_equivariant(
+        gram_eigenvalues, pos, outputs={"output": {"kind": "invariant", "level": "graph"}}
+    )
 
 
 def test_clear_errors(ethanol):
@@ -152,7 +176,9 @@ def test_clear_errors(ethanol):
 
 
 def test_pytest_plugin_fixtures(random_rotation64, random_reflection64, water, assert_equivariant):
-    assert torch.allclose(random_rotation64 @ random_rotation64.t(), torch.eye(3, dtype=torch.float64))
+    assert torch.allclose(
+        random_rotation64 @ random_rotation64.t(), torch.eye(3, dtype=torch.float64)
+    )
     assert torch.linalg.det(random_reflection64) < 0
     assert water.num_nodes == 3
     assert callable(assert_equivariant)
