@@ -23,10 +23,13 @@ polynomial in :math:`c`.  It obeys the three-term recurrence
 started from :math:`\bar Q_m^m = \sqrt{(2m+1)/(2m)}\,\bar Q_{m-1}^{m-1}`.  The recurrence
 is vectorised over :math:`m` (each degree is one block of ``2l+1`` rows, symmetric in
 :math:`\pm m`), so a call costs :math:`O(l_{max})` tensor operations and there is no
-upper limit on :math:`l_{max}`.  The first derivative is computed analytically
-(:math:`\partial_c \bar Q`, :math:`\partial_u (u+iw)^m = m (u+iw)^{m-1}`), and the
-backward pass is itself written in differentiable operations, so second derivatives are
-exact.
+upper limit on :math:`l_{max}`.  Vectors are processed in cache-sized chunks in a
+degree-major work array (float64 for float32 input from ``lmax = 3``: one final rounding).
+
+The backward pass needs no second recurrence: since :math:`P_l^m/\sin^m\theta =
+d^m P_l/dc^m`, :math:`\partial_c \bar Q_l^m \propto \bar Q_l^{m+1}` (blocks saved by the
+forward pass), and :math:`\partial_u (u+iw)^m = m (u+iw)^{m-1}`.  A second backward
+(forces trained through the harmonics) differentiates a plain polynomial form with autograd.
 
 Reference for the recurrences: Limpanuparb & Milthorpe, "Associated Legendre Polynomials
 and Spherical Harmonics Computation for Chemistry Applications" (2014).
