@@ -26,9 +26,10 @@ is vectorised over :math:`m` (each degree is one block of ``2l+1`` rows, symmetr
 upper limit on :math:`l_{max}`.  Vectors are processed in cache-sized chunks in a
 degree-major work array (float64 for float32 input from ``lmax = 3``: one final rounding).
 
-The backward pass needs no second recurrence: since :math:`P_l^m/\sin^m\theta =
-d^m P_l/dc^m`, :math:`\partial_c \bar Q_l^m \propto \bar Q_l^{m+1}` (blocks saved by the
-forward pass), and :math:`\partial_u (u+iw)^m = m (u+iw)^{m-1}`.  A second backward
+The backward pass regenerates the blocks in the input's precision and needs no
+recurrence for the derivative: since :math:`P_l^m/\sin^m\theta = d^m P_l/dc^m`,
+:math:`\partial_c \bar Q_l^m \propto \bar Q_l^{m+1}`, and
+:math:`\partial_u (u+iw)^m = m (u+iw)^{m-1}`.  A second backward
 (forces trained through the harmonics) differentiates a plain polynomial form with autograd.
 
 Reference for the recurrences: Limpanuparb & Milthorpe, "Associated Legendre Polynomials
@@ -150,64 +151,54 @@ def _unit_chunk(cuw: Tensor, lo: int, hi: int, work: torch.dtype) -> tuple[Tenso
     return chunk, positive.to(work)
 
 
-def _forward_chunked(
-    lmax: int, cuw: Tensor, tables: dict[str, Tensor], save: bool = False
-) -> tuple[Tensor, Tensor | None]:
+def _legendre_blocks(lmax: int, c: Tensor, q: Tensor, tables: dict[str, Tensor]) -> Tensor:
+    """Fill ``q [(lmax+1)**2, B]`` with the scaled blocks :math:`\bar Q_l^{|m|}(c)` (in place)."""
+    a, neg_b, edge = tables["a"], tables["neg_b"], tables["edge"]
+    q[0].fill_(edge[0])
+    row = 0
+    for l in range(1, lmax + 1):
+        block = q[l * l : (l + 1) ** 2]
+        inner = block[1:-1]
+        torch.mul(q[(l - 1) ** 2 : l * l], c, out=inner).mul_(a[row : row + 2 * l - 1])
+        if l >= 2:
+            inner[1:-1].addcmul_(q[(l - 2) ** 2 : (l - 1) ** 2], neg_b[row + 1 : row + 2 * l - 2])
+        block[0].fill_(edge[l])
+        block[-1].fill_(edge[l])
+        row += 2 * l - 1
+    return q
+
+
+def _forward_chunked(lmax: int, cuw: Tensor, tables: dict[str, Tensor]) -> Tensor:
     """Harmonics ``[N, (lmax+1)**2]`` of the directions of ``cuw [3, N]``.
 
     Each chunk of vectors is computed in a degree-major ``[(lmax+1)**2, B]`` work array
     (every operation runs along contiguous vectors), then written transposed into the
-    output.  Degrees ``l >= 1`` vanish for zero vectors, as in e3nn.  With ``save``, the
-    Legendre blocks :math:`\bar Q_l^{|m|}(c)` are also returned (``[(lmax+1)**2, N]``, the
-    input's dtype) for the backward pass.
+    output.  Degrees ``l >= 1`` vanish for zero vectors, as in e3nn.
     """
-    a, neg_b, edge = tables["a"], tables["neg_b"], tables["edge"]
     n = cuw.shape[-1]
     dim = (lmax + 1) ** 2
     out = cuw.new_empty((n, dim))
-    saved = cuw.new_empty((dim, n)) if save else None
-    work = a.dtype  # float64 work arrays for float32 input: one final rounding
+    work = tables["a"].dtype  # float64 work arrays for float32 input: one final rounding
     bsz = min(_chunk_size(lmax), max(n, 1))
     q_full = cuw.new_empty((dim, bsz), dtype=work)
-    y_full = cuw.new_empty((dim, bsz), dtype=work)
     t_full = cuw.new_empty((2 * lmax + 1, bsz), dtype=work)
     for lo, hi in _chunks(n, bsz):
         chunk, nonzero = _unit_chunk(cuw, lo, hi, work)
-        c = chunk[0]
-        q, y, t = q_full[:, : hi - lo], y_full[:, : hi - lo], t_full[:, : hi - lo]
+        q, t = q_full[:, : hi - lo], t_full[:, : hi - lo]
         _azimuthal(lmax, chunk[1], chunk[2], t)
-        q[0].fill_(edge[0])
-        row = 0
+        _legendre_blocks(lmax, chunk[0], q, tables)
         for l in range(1, lmax + 1):
-            block = q[l * l : (l + 1) ** 2]
-            inner = block[1:-1]
-            torch.mul(q[(l - 1) ** 2 : l * l], c, out=inner).mul_(a[row : row + 2 * l - 1])
-            if l >= 2:
-                inner[1:-1].addcmul_(
-                    q[(l - 2) ** 2 : (l - 1) ** 2], neg_b[row + 1 : row + 2 * l - 2]
-                )
-            block[0].fill_(edge[l])
-            block[-1].fill_(edge[l])
-            row += 2 * l - 1
+            q[l * l : (l + 1) ** 2].mul_(t[lmax - l : lmax + l + 1])
         if lmax >= 1:
             q[1:].mul_(nonzero)
-        if saved is not None:
-            saved[:, lo:hi].copy_(q)
-        y[0].copy_(q[0])
-        for l in range(1, lmax + 1):
-            torch.mul(
-                q[l * l : (l + 1) ** 2], t[lmax - l : lmax + l + 1], out=y[l * l : (l + 1) ** 2]
-            )
-        out[lo:hi].copy_(y.t())
-    return out, saved
+        out[lo:hi].copy_(q.t())
+    return out
 
 
-def _vjp_chunked(
-    lmax: int, cuw: Tensor, legendre: Tensor, grad: Tensor, tables: dict[str, Tensor]
-) -> Tensor:
+def _vjp_chunked(lmax: int, cuw: Tensor, grad: Tensor, tables: dict[str, Tensor]) -> Tensor:
     r"""Vector-Jacobian product ``grad [N, (lmax+1)**2]`` -> ``[3, N]`` on the unit sphere.
 
-    Uses the Legendre blocks saved by the forward pass and
+    Regenerates the Legendre blocks (in the input's precision) and uses
     :math:`\partial_c \bar Q_l^m = \sqrt{(l-m)(l+m+1)}\,(s_m / s_{m+1})\, \bar Q_l^{m+1}`
     (because :math:`P_l^m / \sin^m\theta = d^m P_l / dc^m`; :math:`s_0 = 1`,
     :math:`s_{m>0} = \sqrt 2`), so no recurrence is run again.  Per chunk:
@@ -224,6 +215,7 @@ def _vjp_chunked(
     bsz = min(_chunk_size(lmax), max(n, 1))
     g_full = cuw.new_empty((dim, bsz), dtype=work)
     gc_full = cuw.new_empty((dim, bsz), dtype=work)
+    q_full = cuw.new_empty((dim, bsz), dtype=work)
     t_full = cuw.new_empty((width, bsz), dtype=work)
     h_full = cuw.new_empty((width, bsz), dtype=work)
     hd_full = cuw.new_empty((width, bsz), dtype=work)
@@ -232,7 +224,7 @@ def _vjp_chunked(
         chunk, _ = _unit_chunk(cuw, lo, hi, work)
         g, gc = g_full[:, :k], gc_full[:, :k]
         g.copy_(grad[lo:hi].t())
-        q = legendre[:, lo:hi]
+        q = _legendre_blocks(lmax, chunk[0], q_full[:, :k], tables)
         t = _azimuthal(lmax, chunk[1], chunk[2], t_full[:, :k])
         h, hd = h_full[:, :k].zero_(), hd_full[:, :k].zero_()
         h[lmax].addcmul_(g[0], q[0])
@@ -265,15 +257,15 @@ class _UnitHarmonics(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, cuw: Tensor, lmax: int, tables: dict[str, Tensor]
     ) -> Tensor:
-        out, legendre = _forward_chunked(lmax, cuw, tables, save=True)
-        ctx.save_for_backward(cuw, legendre)
+        out = _forward_chunked(lmax, cuw, tables)
+        ctx.save_for_backward(cuw)
         ctx.lmax = lmax
         ctx.tables = tables
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        cuw, legendre = ctx.saved_tensors
+        (cuw,) = ctx.saved_tensors
         if torch.is_grad_enabled():
             # double backward requested: differentiate the plain polynomial form
             with torch.enable_grad():
@@ -284,7 +276,7 @@ class _UnitHarmonics(torch.autograd.Function):
                 (grad_cuw,) = torch.autograd.grad(out, cuw, grad, create_graph=True)
             return grad_cuw, None, None
         tables = {k: _cast(v, cuw.dtype) for k, v in ctx.tables.items()}
-        grad_unit = _vjp_chunked(ctx.lmax, cuw, legendre, grad, tables)
+        grad_unit = _vjp_chunked(ctx.lmax, cuw, grad, tables)
         # through r_hat = r / max(|r|, eps): project out the radial part, divide by |r|
         norm = torch.sqrt((cuw * cuw).sum(0))
         scale = norm.clamp_min(_EPS)
@@ -354,8 +346,8 @@ class SphericalHarmonics(nn.Module):
         cuw = flat.t()[[1, 2, 0]]
         if self.normalize and torch.is_grad_enabled() and cuw.requires_grad:
             out = _UnitHarmonics.apply(cuw, self.lmax, tables)
-        elif self.normalize:  # inference: nothing to save for a backward pass
-            out, _ = _forward_chunked(self.lmax, cuw, tables)
+        elif self.normalize:  # inference: no autograd bookkeeping
+            out = _forward_chunked(self.lmax, cuw, tables)
         else:
             r2 = (flat * flat).sum(-1)
             tables = {k: _cast(v, vectors.dtype) for k, v in tables.items()}
