@@ -387,9 +387,10 @@ def _plain_evaluate(lmax: int, cuw: Tensor, tables: dict[str, Tensor], r2: Tenso
 
 @lru_cache(maxsize=64)
 def _cached_module(
-    lmax: int, normalize: bool, normalization: str, dtype: torch.dtype, device: torch.device
+    lmax: int, normalize: bool, normalization: str, device: torch.device
 ) -> SphericalHarmonics:
-    return SphericalHarmonics(lmax, normalize, normalization).to(device=device, dtype=dtype)
+    # tables stay in float64: the kernels cast them to their work precision when needed
+    return SphericalHarmonics(lmax, normalize, normalization).to(device=device)
 
 
 def spherical_harmonics(
@@ -402,11 +403,10 @@ def spherical_harmonics(
 
     Equal to ``e3nn.o3.spherical_harmonics(list(range(lmax + 1)), vectors, normalize,
     normalization=normalization)`` wherever e3nn is defined (``lmax <= 12``) and defined
-    for any ``lmax``.  Constant tables are cached per (lmax, options, dtype, device).
+    for any ``lmax``.  Constant tables are cached per (lmax, options, device).
     """
     check_lmax(lmax)
     if not isinstance(vectors, Tensor):
         raise TypeError(f"vectors must be a torch.Tensor, got {type(vectors).__name__}")
-    dtype = vectors.dtype if vectors.is_floating_point() else torch.get_default_dtype()
-    module = _cached_module(lmax, bool(normalize), normalization, dtype, vectors.device)
+    module = _cached_module(lmax, bool(normalize), normalization, vectors.device)
     return module(vectors)
