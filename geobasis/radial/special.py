@@ -106,28 +106,45 @@ def spherical_jn_all(lmax: int, x: Tensor) -> Tensor:
     return out.to(dtype)
 
 
+def _jn_below(l: int, z: Tensor) -> Tensor:
+    """``j_l(z)`` for ``|z| < l + 1``: ratios from the backward continued fraction."""
+    _, j0, j1 = _first_two_orders(z)
+    r = torch.zeros_like(z)
+    prod_from_2 = torch.ones_like(z)
+    for n in range(l + 24, 0, -1):
+        r = z / (2 * n + 1 - z * r)
+        if 2 <= n <= l:
+            prod_from_2 = prod_from_2 * r
+    # r is now r_1 = j_1 / j_0; anchor on whichever of j_0, j_1 is larger
+    return torch.where(j0.abs() >= j1.abs(), j0 * r * prod_from_2, j1 * prod_from_2)
+
+
+def _jn_above(l: int, z: Tensor) -> Tensor:
+    """``j_l(z)`` for ``|z| >= l + 1`` (nonzero): the stable upward recurrence."""
+    safe, prev, cur = _first_two_orders(z)
+    for n in range(1, l):
+        prev, cur = cur, (2 * n + 1) / safe * cur - prev
+    return cur
+
+
 def spherical_jn(l: int, x: Tensor) -> Tensor:
-    """Spherical Bessel function :math:`j_l(x)` of one order, same method and accuracy as
-    :func:`spherical_jn_all` but without storing the lower orders."""
+    """Spherical Bessel function :math:`j_l(x)` of one order.
+
+    Same method and accuracy as :func:`spherical_jn_all`; each argument runs only the
+    branch it needs, and the lower orders are not stored.
+    """
     if not isinstance(l, int) or l < 0:
         raise ValueError(f"l must be a non-negative int, got {l!r}")
     if l <= 1:
         return spherical_jn_all(l, x)[..., l]
     (ax,), dtype = _as_work(x)
-    safe, j0, j1 = _first_two_orders(ax)
-    lo = ax.clamp(-(l + 1.0), l + 1.0)
-    r = torch.zeros_like(ax)
-    prod_from_2 = torch.ones_like(ax)
-    for n in range(l + 24, 0, -1):
-        r = lo / (2 * n + 1 - lo * r)
-        if 2 <= n <= l:
-            prod_from_2 = prod_from_2 * r
-    # r is now r_1 = j_1 / j_0
-    small = torch.where(j0.abs() >= j1.abs(), j0 * r * prod_from_2, j1 * prod_from_2)
-    prev, cur = j0, j1
-    for n in range(1, l):
-        prev, cur = cur, (2 * n + 1) / safe * cur - prev
-    return torch.where(ax.abs() < l + 1, small, cur).to(dtype)
+    below = ax.abs() < l + 1
+    idx_below = below.nonzero(as_tuple=True)
+    idx_above = (~below).nonzero(as_tuple=True)
+    out = ax.new_zeros(ax.shape)
+    out = out.index_put(idx_below, _jn_below(l, ax[idx_below]))
+    out = out.index_put(idx_above, _jn_above(l, ax[idx_above]))
+    return out.to(dtype)
 
 
 @lru_cache(maxsize=1)

@@ -165,3 +165,14 @@ def test_errors():
         BSplineBasis(3, 3)
     with pytest.raises(ValueError, match="start < end"):
         ChebyshevBasis(3, 1.0, 0.0)
+
+
+def test_spherical_bessel_basis_gradcheck_including_zero():
+    basis = SphericalBesselBasis(3, 3, 5.0).double()
+    r = torch.tensor([0.0, 1e-3, 0.5, 3.0, 4.99], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(basis, (r,))
+    # at r = 0 only the l = 1 functions have a slope: j_1'(0) = 1/3
+    r0 = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(basis(r0)[0, 1, 0], r0)
+    expected = basis.norm[1, 0] * basis.roots[1, 0] / 5.0 / 3.0
+    assert torch.allclose(slope, expected.reshape(1))
