@@ -81,22 +81,31 @@ def _cell_pairs(
     q_cells, q_sorted, q_graph = q_cells[q_order], query[q_order], query_graph[q_order]
     offsets = _OFFSETS.to(device)
     found_q, found_s = [], []
+    src_cols = src_sorted.t().contiguous()  # one contiguous array per coordinate
     for lo in range(0, query.shape[0], _QUERY_CHUNK):
         hi = min(lo + _QUERY_CHUNK, query.shape[0])
         neigh_key = key(q_cells[lo:hi, None, :] + offsets[None], q_graph[lo:hi, None]).reshape(-1)
         start = torch.searchsorted(sorted_key, neigh_key)
         counts = torch.searchsorted(sorted_key, neigh_key, right=True) - start
         total = int(counts.sum())
-        q_index = torch.arange(lo, hi, device=device).repeat_interleave(27)
-        q_index = q_index.repeat_interleave(counts, output_size=total)
+        per_query = counts.view(-1, 27).sum(1)
+        # candidates are grouped by query: expand queries by repetition, gather sources
+        q_index = torch.arange(lo, hi, device=device).repeat_interleave(
+            per_query, output_size=total
+        )
         s_index = torch.repeat_interleave(
             start - torch.cumsum(counts, 0) + counts, counts, output_size=total
         )
         s_index += torch.arange(total, device=device)
-        diff = src_sorted[s_index] - q_sorted[q_index]
-        keep = (diff * diff).sum(-1) < r * r
-        found_q.append(q_order[q_index[keep]])
-        found_s.append(src_order[s_index[keep]])
+        dist2 = torch.zeros(total, dtype=source.dtype, device=device)
+        q_block = q_sorted[lo:hi].t()
+        for d in range(3):
+            diff = src_cols[d].index_select(0, s_index)
+            diff -= q_block[d].repeat_interleave(per_query, output_size=total)
+            dist2.addcmul_(diff, diff)
+        keep = (dist2 < r * r).nonzero().squeeze(-1)
+        found_q.append(q_order.index_select(0, q_index.index_select(0, keep)))
+        found_s.append(src_order.index_select(0, s_index.index_select(0, keep)))
     return torch.cat(found_q), torch.cat(found_s)
 
 
