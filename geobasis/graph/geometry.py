@@ -1,4 +1,8 @@
-r"""Edge geometry: vectors, lengths, triplets and angles, safe at coincident points."""
+r"""Edge geometry: vectors, lengths, triplets and angles, safe at coincident points.
+
+Triplets and angles are those of directional message passing (Gasteiger, Groß &
+Günnemann, "Directional Message Passing for Molecular Graphs", ICLR 2020).
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ wrapping the points into the cell, adding the periodic images that lie within
 cell sees an atom's own images), and searching the padded set.  Each edge then carries an
 integer ``shift`` with :math:`\vec r_{ij} = \vec x_j + \text{shift} \cdot \text{cell} -
 \vec x_i` for the original (unwrapped) positions.
+
+Reference: Allen & Tildesley, "Computer Simulation of Liquids" (1987), linked cell lists.
 """
 
 from __future__ import annotations

@@ -202,6 +202,9 @@ class ChebyshevBasis(_IntervalBasis):
 
     :math:`T_0 = 1, T_1 = s, T_{k+1} = 2 s T_k - T_{k-1}`; :math:`T_k(-s) = (-1)^k
     T_k(s)`.  Shapes: ``x [...]`` -> ``[..., num_basis]``.
+
+    Reference: Mason & Handscomb, "Chebyshev Polynomials" (2003); used as a filter basis
+    by SFBC (Winchenbach & Thuerey, ICLR 2024).
     """
 
     def __init__(self, num_basis: int, start: float = -1.0, end: float = 1.0) -> None:

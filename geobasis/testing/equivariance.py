@@ -30,6 +30,9 @@ kind              transformation
 Each kind may also be given as ``{"kind": ..., "level": "node" | "edge" | "graph"}``;
 otherwise the level is read from the leading dimension.  Everything runs in float64 on
 a copy of the model.
+
+Reference: the transformation rules are those of e3nn (Geiger & Smidt, "e3nn: Euclidean
+Neural Networks", 2022); Wigner matrices from :func:`geobasis.o3.wigner_D`.
 """
 
 from __future__ import annotations
