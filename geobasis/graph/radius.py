@@ -113,6 +113,17 @@ def _cell_pairs(
 
 _QUERY_CHUNK = 1 << 14
 
+DENSE_MAX_POINTS = 1024
+"""Below this many points all pairs are compared directly (faster than binning there)."""
+
+
+def _dense_pairs(pos: Tensor, graph: Tensor, r: float) -> tuple[Tensor, Tensor]:
+    """All (target, source) pairs of the same graph closer than ``r``, by direct comparison."""
+    diff = pos[:, None, :] - pos[None, :, :]
+    close = ((diff * diff).sum(-1) < r * r) & (graph[:, None] == graph[None, :])
+    tgt, src = close.nonzero(as_tuple=True)
+    return tgt, src
+
 
 def _limit_neighbours(edge_index: Tensor, dist2: Tensor, num_nodes: int, k: int) -> Tensor:
     """Keep the ``k`` nearest sources of every target (ties broken by source index)."""
@@ -163,7 +174,10 @@ def radius_graph(
         if pbc is not None and bool(torch.as_tensor(pbc).any()):
             raise ValueError("pbc was given without a cell; pass cell=[3, 3] or [B, 3, 3]")
         with torch.no_grad():
-            tgt, src = _cell_pairs(pos.detach(), graph, pos.detach(), graph, float(r))
+            if n <= DENSE_MAX_POINTS:
+                tgt, src = _dense_pairs(pos.detach(), graph, float(r))
+            else:
+                tgt, src = _cell_pairs(pos.detach(), graph, pos.detach(), graph, float(r))
             if not loop:
                 keep = tgt != src
                 tgt, src = tgt[keep], src[keep]

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import geobasis.graph.radius as radius_module
 from geobasis.graph import edge_vectors, radius_graph
 from geobasis.o3 import random_rotation
 
@@ -47,12 +48,26 @@ def brute_force_periodic(pos, r, cell, loop=False):
     loop=st.booleans(),
     seed=st.integers(0, 10_000),
     scale=st.sampled_from([0.1, 1.0, 5.0]),
+    dense=st.booleans(),
 )
-def test_matches_brute_force(n, r, graphs, loop, seed, scale):
+def test_matches_brute_force(n, r, graphs, loop, seed, scale, dense):
+    """Both the direct path (small inputs) and the cell list (forced here) agree with it."""
     gen = torch.Generator().manual_seed(seed)
     pos = torch.randn(n, 3, generator=gen, dtype=torch.float64) * scale
     batch = torch.sort(torch.randint(0, graphs, (n,), generator=gen)).values
-    assert torch.equal(radius_graph(pos, r, batch, loop=loop), brute_force(pos, r, batch, loop))
+    saved = radius_module.DENSE_MAX_POINTS
+    radius_module.DENSE_MAX_POINTS = saved if dense else -1
+    try:
+        got = radius_graph(pos, r, batch, loop=loop)
+    finally:
+        radius_module.DENSE_MAX_POINTS = saved
+    assert torch.equal(got, brute_force(pos, r, batch, loop))
+
+
+def test_cell_list_on_a_few_thousand_points():
+    pos = torch.randn(3000, 3, dtype=torch.float64) * 6
+    batch = torch.arange(3000) // 1000
+    assert torch.equal(radius_graph(pos, 1.2, batch), brute_force(pos, 1.2, batch))
 
 
 @settings(max_examples=25, deadline=None)
