@@ -119,8 +119,8 @@ DENSE_MAX_POINTS = 1024
 
 def _dense_pairs(pos: Tensor, graph: Tensor, r: float) -> tuple[Tensor, Tensor]:
     """All (target, source) pairs of the same graph closer than ``r``, by direct comparison."""
-    diff = pos[:, None, :] - pos[None, :, :]
-    close = ((diff * diff).sum(-1) < r * r) & (graph[:, None] == graph[None, :])
+    dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
+    close = (dist < r) & (graph[:, None] == graph[None, :])
     tgt, src = close.nonzero(as_tuple=True)
     return tgt, src
 
@@ -182,6 +182,8 @@ def radius_graph(
                 keep = tgt != src
                 tgt, src = tgt[keep], src[keep]
             edge_index = torch.stack([src, tgt])
+            if n <= DENSE_MAX_POINTS and max_num_neighbors is None:
+                return edge_index  # nonzero() already orders by target, then source
             dist2 = ((pos[src] - pos[tgt]) ** 2).sum(-1)
             edge_index = _sort_and_limit(edge_index, dist2, n, max_num_neighbors)
         return edge_index
