@@ -57,7 +57,7 @@ def main() -> None:
         )
         row["cKDTree / geobasis"] = row["cKDTree s"] / row["geobasis s"]
         assert tree_pairs == edges.shape[1], (tree_pairs, edges.shape[1])
-        brute = brute_force(pos, r)  # first run doubles as the check (and as the only timing above 20k)
+        brute = brute_force(pos, r)  # the check; the timing follows
         assert brute.shape[1] == edges.shape[1]
         if n <= 20_000:
             row["brute force s"] = median_time(lambda: brute_force(pos, r), repeats, 1)

@@ -14,6 +14,9 @@ cell sees an atom's own images), and searching the padded set.  Each edge then c
 integer ``shift`` with :math:`\vec r_{ij} = \vec x_j + \text{shift} \cdot \text{cell} -
 \vec x_i` for the original (unwrapped) positions.
 
+Inputs of at most ``DENSE_MAX_POINTS`` points (1,024) are compared pair by pair, which
+is faster than binning at that size.
+
 Reference: Allen & Tildesley, "Computer Simulation of Liquids" (1987), linked cell lists.
 """
 
