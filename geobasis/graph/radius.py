@@ -188,18 +188,20 @@ def radius_graph(
             if n <= DENSE_MAX_POINTS and max_num_neighbors is None:
                 return edge_index  # nonzero() already orders by target, then source
             dist2 = ((pos[src] - pos[tgt]) ** 2).sum(-1)
-            edge_index = _sort_and_limit(edge_index, dist2, n, max_num_neighbors)
+            edge_index = edge_index[:, _edge_order(edge_index, dist2, n, max_num_neighbors)]
         return edge_index
     return _periodic_radius_graph(pos, float(r), graph, loop, max_num_neighbors, cell, pbc)
 
 
-def _sort_and_limit(edge_index: Tensor, dist2: Tensor, n: int, k: int | None) -> Tensor:
+def _edge_order(edge_index: Tensor, dist2: Tensor, n: int, k: int | None) -> Tensor:
+    """Edges to keep (the ``k`` nearest per target, if ``k``), ordered by target then source."""
+    keep = torch.arange(edge_index.shape[1], device=edge_index.device)
     if k is not None:
         if not (isinstance(k, int) and k >= 0):
             raise ValueError(f"max_num_neighbors must be a non-negative int, got {k!r}")
-        edge_index = edge_index[:, _limit_neighbours(edge_index, dist2, n, k)]
-    key = edge_index[1] * max(n, 1) + edge_index[0]
-    return edge_index[:, torch.argsort(key, stable=True)]
+        keep = _limit_neighbours(edge_index, dist2, n, k)
+    kept = edge_index[:, keep]
+    return keep[torch.argsort(kept[1] * max(n, 1) + kept[0], stable=True)]
 
 
 def _periodic_radius_graph(
@@ -277,13 +279,5 @@ def _periodic_radius_graph(
             - pos.detach()[tgt]
         )
         dist2 = (vec * vec).sum(-1)
-        n = pos.shape[0]
-        if max_num_neighbors is not None:
-            if not (isinstance(max_num_neighbors, int) and max_num_neighbors >= 0):
-                raise ValueError(
-                    f"max_num_neighbors must be a non-negative int, got {max_num_neighbors!r}"
-                )
-            keep = _limit_neighbours(edge_index, dist2, n, max_num_neighbors)
-            edge_index, shift = edge_index[:, keep], shift[keep]
-        order = torch.argsort(edge_index[1] * max(n, 1) + edge_index[0], stable=True)
+        order = _edge_order(edge_index, dist2, pos.shape[0], max_num_neighbors)
     return edge_index[:, order], shift[order]

@@ -125,21 +125,24 @@ def _parse_irreps(irreps) -> list[tuple[int, int]]:
     return entries
 
 
-def _standard_core(lmax: int, vectors: Tensor) -> Tensor:
-    """Orthonormal real harmonics about z, without the Condon–Shortley phase."""
+@lru_cache(maxsize=32)
+def _standard_tables(
+    lmax: int, normalization: str, dtype: torch.dtype, device: torch.device
+) -> tuple[dict, Tensor]:
+    """Recurrence tables (orthonormal) and the per-component factor: CS phase x normalisation."""
     edges, tables = _recurrence_tables(lmax, "integral")
-    tables = {k: v.to(vectors.dtype) for k, v in tables.items()}
+    tables = {k: v.to(device=device, dtype=dtype) for k, v in tables.items()}
     tables["edge"] = edges
-    flat = torch.nn.functional.normalize(vectors.reshape(-1, 3), dim=-1)
-    r2 = (flat * flat).sum(-1)
-    cuw = flat.t()[[2, 0, 1]]  # polar z, azimuth from x towards y
-    return _plain_evaluate(lmax, cuw, tables, r2).t().reshape(*vectors.shape[:-1], -1)
-
-
-def _condon_shortley(lmax: int, dtype: torch.dtype) -> Tensor:
-    return torch.tensor(
-        [(-1.0) ** abs(m) for l in range(lmax + 1) for m in range(-l, l + 1)], dtype=dtype
+    factor = torch.tensor(
+        [
+            (-1.0) ** abs(m) * degree_scale(l, normalization)
+            for l in range(lmax + 1)
+            for m in range(-l, l + 1)
+        ],
+        dtype=dtype,
+        device=device,
     )
+    return tables, factor
 
 
 def spherical_harmonics_standard(
@@ -147,13 +150,13 @@ def spherical_harmonics_standard(
 ) -> Tensor:
     """Textbook real harmonics (z polar, Condon–Shortley phase) ``[..., (lmax+1)**2]``."""
     check_lmax(lmax)
-    y = _standard_core(lmax, vectors) * _condon_shortley(lmax, vectors.dtype).to(vectors.device)
-    scale = torch.tensor(
-        [degree_scale(l, normalization) for l in range(lmax + 1) for _ in range(2 * l + 1)],
-        dtype=vectors.dtype,
-        device=vectors.device,
-    )
-    return y * scale
+    degree_scale(0, normalization)  # validates the name
+    tables, factor = _standard_tables(lmax, normalization, vectors.dtype, vectors.device)
+    flat = torch.nn.functional.normalize(vectors.reshape(-1, 3), dim=-1)
+    r2 = (flat * flat).sum(-1)
+    cuw = flat.t()[[2, 0, 1]]  # polar z, azimuth from x towards y
+    y = _plain_evaluate(lmax, cuw, tables, r2).t() * factor
+    return y.reshape(*vectors.shape[:-1], -1)
 
 
 @lru_cache(maxsize=16)

@@ -188,7 +188,7 @@ class _Context:
             "declare it as {'kind': ..., 'level': ...}"
         )
 
-    def graph_of(self, level: str, elem: _Element) -> Tensor | None:
+    def graph_of(self, level: str) -> Tensor | None:
         """Graph index of every row (in the *transformed* frame's row order)."""
         if level == "node":
             return self.batch
@@ -205,7 +205,7 @@ def _apply(
     """Transform one tensor by the group element (rows in the original order)."""
     if spec.kind == "invariant":
         return value
-    graph = ctx.graph_of(level, elem)
+    graph = ctx.graph_of(level)
     if graph is None:  # global tensor of a single graph
         R, t = elem.R[0], elem.t[0]
     else:

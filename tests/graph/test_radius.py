@@ -150,3 +150,12 @@ def test_errors():
         radius_graph(torch.zeros(2, 3), 1.0, pbc=True)
     with pytest.raises(ValueError, match="singular"):
         radius_graph(torch.zeros(2, 3), 1.0, cell=torch.zeros(3, 3))
+
+
+def test_periodic_max_num_neighbors_keeps_the_nearest_images():
+    cell = torch.eye(3, dtype=torch.float64)
+    edge_index, shifts = radius_graph(
+        torch.zeros(1, 3, dtype=torch.float64), 1.5, cell=cell, max_num_neighbors=6
+    )
+    # of 6 face images at 1.0 and 12 edge images at sqrt(2), the 6 nearest are the faces
+    assert edge_index.shape[1] == 6 and (shifts.abs().sum(-1) == 1).all()
