@@ -25,7 +25,6 @@ properties of the coupling coefficients of real spherical harmonics" (1996).
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from functools import cache
 
 import numpy as np
@@ -43,34 +42,51 @@ def _triangle(l1: int, l2: int, l3: int) -> bool:
 
 @cache
 def _cg_complex_value(j1: int, m1: int, j2: int, m2: int, j: int, m: int) -> float:
-    """<j1 m1 j2 m2 | j m> by Racah's formula in exact arithmetic (integer spins)."""
+    """<j1 m1 j2 m2 | j m> by Racah's formula in exact integer arithmetic (integer spins).
+
+    The alternating sum is accumulated as one integer over a common denominator, so the
+    only rounding is the final conversion to float (no cancellation error at high l).
+    """
     if m1 + m2 != m or not _triangle(j1, j2, j) or abs(m1) > j1 or abs(m2) > j2 or abs(m) > j:
         return 0.0
-    f = math.factorial
-    prefactor_sq = Fraction(
-        (2 * j + 1) * f(j + j1 - j2) * f(j - j1 + j2) * f(j1 + j2 - j), f(j1 + j2 + j + 1)
-    ) * (f(j + m) * f(j - m) * f(j1 - m1) * f(j1 + m1) * f(j2 - m2) * f(j2 + m2))
-    total = Fraction(0)
+    f = _factorial
+    # squared prefactor as an exact ratio of integers
+    pre_num = (2 * j + 1) * f(j + j1 - j2) * f(j - j1 + j2) * f(j1 + j2 - j)
+    pre_num *= f(j + m) * f(j - m) * f(j1 - m1) * f(j1 + m1) * f(j2 - m2) * f(j2 + m2)
+    pre_den = f(j1 + j2 + j + 1)
     k_min = max(0, j2 - j - m1, j1 + m2 - j)
     k_max = min(j1 + j2 - j, j1 - m1, j2 + m2)
+    # every factorial of the denominator divides the same factorial at its largest argument
+    common = f(k_max) * f(j1 + j2 - j - k_min) * f(j1 - m1 - k_min) * f(j2 + m2 - k_min)
+    common *= f(j - j2 + m1 + k_max) * f(j - j1 - m2 + k_max)
+    total = 0
     for k in range(k_min, k_max + 1):
         den = f(k) * f(j1 + j2 - j - k) * f(j1 - m1 - k) * f(j2 + m2 - k)
         den *= f(j - j2 + m1 + k) * f(j - j1 - m2 + k)
-        total += Fraction((-1) ** k, den)
+        total += (-1) ** k * (common // den)
     if total == 0:
         return 0.0
-    value = math.sqrt(prefactor_sq * total * total)
+    # int / int is correctly rounded, so the value carries a single rounding error
+    value = math.sqrt((pre_num * total * total) / (pre_den * common * common))
     return value if total > 0 else -value
+
+
+@cache
+def _factorial(n: int) -> int:
+    return math.factorial(n)
 
 
 @cache
 def _complex_cg(l1: int, l2: int, l3: int) -> np.ndarray:
     out = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
+    flip = (-1) ** (l1 + l2 - l3)  # <l1 -m1 l2 -m2 | l3 -m3> = flip <l1 m1 l2 m2 | l3 m3>
     for m1 in range(-l1, l1 + 1):
         for m2 in range(-l2, l2 + 1):
             m3 = m1 + m2
-            if abs(m3) <= l3:
-                out[m1 + l1, m2 + l2, m3 + l3] = _cg_complex_value(l1, m1, l2, m2, l3, m3)
+            if 0 <= m3 <= l3:
+                value = _cg_complex_value(l1, m1, l2, m2, l3, m3)
+                out[m1 + l1, m2 + l2, m3 + l3] = value
+                out[l1 - m1, l2 - m2, l3 - m3] = flip * value
     return out
 
 
@@ -98,7 +114,9 @@ def _real_to_complex(l: int) -> np.ndarray:
 def _real_coupling(l1: int, l2: int, l3: int) -> np.ndarray:
     """Isometric real coupling tensor (float64), signed as e3nn's ``wigner_3j``."""
     u1, u2, u3 = _real_to_complex(l1), _real_to_complex(l2), _real_to_complex(l3)
-    c = np.einsum("ai,bj,ck,ijk->abc", u1, u2, u3.conj(), _complex_cg(l1, l2, l3))
+    c = np.einsum(
+        "ai,bj,ck,ijk->abc", u1, u2, u3.conj(), _complex_cg(l1, l2, l3), optimize=True
+    )
     # i^(l1+l2-l3) is e3nn's phase: it makes every path real, odd ones included
     c = c * 1j ** (l1 + l2 - l3)
     assert np.abs(c.imag).max(initial=0.0) < 1e-12
