@@ -9,7 +9,13 @@ from geobasis.o3.conventions import (
     to_e3nn,
     to_standard,
 )
-from geobasis.o3.coupling import clebsch_gordan, complex_clebsch_gordan, gaunt, real_to_complex
+from geobasis.o3.coupling import (
+    clebsch_gordan,
+    complex_clebsch_gordan,
+    gaunt,
+    gaunt_factor,
+    real_to_complex,
+)
 from geobasis.o3.rotations import (
     angles_to_matrix,
     axis_angle_to_matrix,
@@ -34,6 +40,7 @@ __all__ = [
     "wigner_D",
     "clebsch_gordan",
     "gaunt",
+    "gaunt_factor",
     "complex_clebsch_gordan",
     "real_to_complex",
     "S2Grid",

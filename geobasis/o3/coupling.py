@@ -33,7 +33,13 @@ from torch import Tensor
 
 from geobasis.o3._spherical_harmonics import check_lmax
 
-__all__ = ["clebsch_gordan", "gaunt", "complex_clebsch_gordan", "real_to_complex"]
+__all__ = [
+    "clebsch_gordan",
+    "gaunt",
+    "gaunt_factor",
+    "complex_clebsch_gordan",
+    "real_to_complex",
+]
 
 
 def _triangle(l1: int, l2: int, l3: int) -> bool:
@@ -172,13 +178,30 @@ def gaunt(
     """
     _check_triplet(l1, l2, l3)
     dtype = dtype or torch.get_default_dtype()
-    if not _triangle(l1, l2, l3) or (l1 + l2 + l3) % 2:
+    factor = gaunt_factor(l1, l2, l3)
+    if factor == 0.0:
         return torch.zeros(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1, dtype=dtype, device=device)
+    return torch.from_numpy(_real_coupling(l1, l2, l3) * factor).to(dtype=dtype, device=device)
+
+
+def gaunt_factor(l1: int, l2: int, l3: int) -> float:
+    r"""The scalar :math:`g` with ``gaunt(l1, l2, l3) == g * clebsch_gordan(l1, l2, l3)``.
+
+    .. math::
+
+        g = (-1)^{(l_1+l_2-l_3)/2} \sqrt{rac{(2l_1+1)(2l_2+1)}{4\pi(2l_3+1)}}\,
+        \langle l_1 0\, l_2 0 | l_3 0angle
+
+    for even :math:`l_1+l_2+l_3` inside the triangle, else 0.  These are the path weights
+    that turn a Clebsch–Gordan product into a Gaunt product.
+    """
+    _check_triplet(l1, l2, l3)
+    if not _triangle(l1, l2, l3) or (l1 + l2 + l3) % 2:
+        return 0.0
     k = math.sqrt((2 * l1 + 1) * (2 * l2 + 1) / (4 * math.pi * (2 * l3 + 1)))
     k *= _cg_complex_value(l1, 0, l2, 0, l3, 0)
     # undo the phase i^(l1+l2-l3) = (-1)^((l1+l2-l3)/2) of even paths
-    k *= (-1) ** ((l1 + l2 - l3) // 2)
-    return torch.from_numpy(_real_coupling(l1, l2, l3) * k).to(dtype=dtype, device=device)
+    return k * (-1) ** ((l1 + l2 - l3) // 2)
 
 
 def complex_clebsch_gordan(l1: int, l2: int, l3: int) -> Tensor:

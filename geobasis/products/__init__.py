@@ -1,0 +1,26 @@
+"""Equivariant bilinear products of spherical-channel tensors behind one interface.
+
+=========================  ==========================================  ===============
+class                      computes                                    cost per channel
+=========================  ==========================================  ===============
+``ClebschGordanProduct``   every path ``|l1-l2| <= l <= l1+l2``,       O(L^5)
+                           odd ones included, one weight per path
+``GauntGridProduct``       pointwise product on an S^2 quadrature      O(L^4)
+                           grid, per-degree weights before and after
+``GauntFourierProduct``    the same product through 2-D Fourier        O(L^3)
+                           coefficients and FFTs
+=========================  ==========================================  ===============
+
+See ``docs/products.md`` for what each can and cannot express and measured speed.
+"""
+
+from geobasis.products._base import EquivariantProduct
+from geobasis.products._e3nn import e3nn_equivalent
+from geobasis.products.clebsch_gordan import ClebschGordanProduct, coupling_paths
+
+__all__ = [
+    "EquivariantProduct",
+    "ClebschGordanProduct",
+    "coupling_paths",
+    "e3nn_equivalent",
+]

@@ -1,0 +1,233 @@
+r"""What every equivariant product shares: shapes, weights and input checks.
+
+A product maps two spherical-channel tensors
+
+.. math::
+
+    x_1 \in \mathbb R^{\dots \times (L_1+1)^2 \times C}, \qquad
+    x_2 \in \mathbb R^{\dots \times (L_2+1)^2 \,[\times C]}
+
+to :math:`y \in \mathbb R^{\dots \times (L_{out}+1)^2 \times C}`, bilinearly and
+channel by channel.  ``x2`` either has its own channels (same rank as ``x1``) or a single
+one (one rank less, e.g. edge spherical harmonics) that is broadcast over the channels of
+``x1``.  Leading dimensions broadcast.
+
+Weights come in three modes:
+
+* ``"internal"``: a parameter of shape :attr:`weight_shape`, shared by every batch element;
+* ``"external"``: passed to ``forward`` with shape ``[..., *weight_shape]`` (per edge, from
+  a radial network), leading dimensions broadcast with the inputs;
+* ``"none"``: no weights (every path / degree weighted by one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from geobasis.o3._spherical_harmonics import check_lmax
+
+__all__ = ["EquivariantProduct", "WEIGHT_MODES"]
+
+WEIGHT_MODES = ("internal", "external", "none")
+
+
+def degree_index(lmax: int) -> Tensor:
+    """``[(lmax+1)**2]`` long tensor giving the degree ``l`` of every component."""
+    return torch.repeat_interleave(
+        torch.arange(lmax + 1), torch.tensor([2 * l + 1 for l in range(lmax + 1)])
+    )
+
+
+class EquivariantProduct(nn.Module):
+    """Base class: constructor arguments, weight handling and input checks.
+
+    Subclasses set :attr:`weight_shape` (without the channel dimension) through
+    :meth:`_init_weights` and implement :meth:`_product` on flattened inputs
+    ``x1 [B, D1, C]``, ``x2 [B, D2]`` or ``[B, D2, C]`` and ``weight [B or 1, *weight_shape]``
+    (or ``None``).
+    """
+
+    def __init__(
+        self,
+        lmax1: int,
+        lmax2: int,
+        lmax_out: int,
+        channels: int | None = None,
+        weights: str = "internal",
+    ) -> None:
+        super().__init__()
+        check_lmax(lmax1, "lmax1")
+        check_lmax(lmax2, "lmax2")
+        check_lmax(lmax_out, "lmax_out")
+        if weights not in WEIGHT_MODES:
+            raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+        if channels is not None and (
+            not isinstance(channels, int) or isinstance(channels, bool) or channels < 1
+        ):
+            raise ValueError(f"channels must be a positive int or None, got {channels!r}")
+        if weights != "none" and channels is None:
+            raise ValueError(
+                f"weights={weights!r} needs the number of channels: pass channels=C "
+                "(or weights='none' for an unweighted product)"
+            )
+        self.lmax1 = lmax1
+        self.lmax2 = lmax2
+        self.lmax_out = lmax_out
+        self.channels = channels
+        self.weight_mode = weights
+        self.dim1 = (lmax1 + 1) ** 2
+        self.dim2 = (lmax2 + 1) ** 2
+        self.dim_out = (lmax_out + 1) ** 2
+        self.weight_shape: tuple[int, ...] = ()
+
+    def _init_weights(self, num_weights: int) -> None:
+        """Declare ``num_weights`` weights per channel (and create them if internal)."""
+        self.num_weights = num_weights
+        if self.weight_mode == "none":
+            self.weight_shape = ()
+            self.weight = None
+            return
+        self.weight_shape = (num_weights, self.channels)
+        if self.weight_mode == "internal":
+            self.weight = nn.Parameter(torch.randn(num_weights, self.channels))
+        else:
+            self.weight = None
+
+    @property
+    def weight_numel(self) -> int:
+        """Number of weights per batch element (``prod(weight_shape)``; 0 without weights)."""
+        return math.prod(self.weight_shape) if self.weight_shape else 0
+
+    # ------------------------------------------------------------------ checks
+    def _reference(self) -> Tensor | None:
+        """A constant table of the module, to compare dtype and device with the input."""
+        for buffer in self.buffers():
+            if buffer.is_floating_point():
+                return buffer
+        return None
+
+    def _flatten_inputs(
+        self, x1: Tensor, x2: Tensor, weight: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None, torch.Size]:
+        name = type(self).__name__
+        if not isinstance(x1, Tensor) or not isinstance(x2, Tensor):
+            raise TypeError(f"{name}: x1 and x2 must be tensors")
+        if x1.dim() < 2 or x1.shape[-2] != self.dim1:
+            raise ValueError(
+                f"{name}: x1 must have shape [..., {self.dim1}, C] for lmax1={self.lmax1}, "
+                f"got {tuple(x1.shape)}"
+            )
+        channels = x1.shape[-1]
+        if self.channels is not None and channels != self.channels:
+            raise ValueError(
+                f"{name}: x1 has {channels} channels but the product was built for "
+                f"channels={self.channels}"
+            )
+        if x2.dim() == x1.dim() and x2.shape[-2] == self.dim2:
+            if x2.shape[-1] != channels:
+                raise ValueError(
+                    f"{name}: x2 [..., {self.dim2}, C] must have the channels of x1 "
+                    f"({channels}), got {tuple(x2.shape)}; for one shared channel pass "
+                    f"x2 of shape [..., {self.dim2}]"
+                )
+            x2_channels = True
+        elif x2.dim() == x1.dim() - 1 and x2.shape[-1] == self.dim2:
+            x2_channels = False
+        else:
+            raise ValueError(
+                f"{name}: x2 must have shape [..., {self.dim2}, C] (same rank as x1) or "
+                f"[..., {self.dim2}] (one shared channel) for lmax2={self.lmax2}, "
+                f"got {tuple(x2.shape)} with x1 {tuple(x1.shape)}"
+            )
+        if x1.dtype != x2.dtype or not x1.is_floating_point():
+            raise TypeError(
+                f"{name}: x1 and x2 must have the same floating dtype, got {x1.dtype} and "
+                f"{x2.dtype}"
+            )
+        if x1.device != x2.device:
+            raise ValueError(f"{name}: x1 is on {x1.device} but x2 is on {x2.device}")
+        reference = self._reference()
+        if reference is not None and (reference.dtype != x1.dtype or reference.device != x1.device):
+            raise TypeError(
+                f"{name}: the inputs are {x1.dtype} on {x1.device} but the module's tables are "
+                f"{reference.dtype} on {reference.device}; move the module with "
+                f".to(dtype=..., device=...)"
+            )
+
+        lead1, lead2 = x1.shape[:-2], x2.shape[: -2 if x2_channels else -1]
+        shapes = [lead1, lead2]
+        if self.weight_mode == "external":
+            if weight is None:
+                raise ValueError(
+                    f"{name} was built with weights='external': pass weight of shape "
+                    f"[..., {', '.join(map(str, self.weight_shape))}] to forward"
+                )
+            if not isinstance(weight, Tensor) or weight.shape[-2:] != self.weight_shape:
+                got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight)
+                raise ValueError(
+                    f"{name}: weight must have shape [..., "
+                    f"{', '.join(map(str, self.weight_shape))}], got {got}"
+                )
+            if weight.dtype != x1.dtype or weight.device != x1.device:
+                raise TypeError(
+                    f"{name}: weight is {weight.dtype} on {weight.device}, inputs are "
+                    f"{x1.dtype} on {x1.device}"
+                )
+            shapes.append(weight.shape[:-2])
+        elif weight is not None:
+            raise ValueError(
+                f"{name} was built with weights={self.weight_mode!r}; build it with "
+                "weights='external' to pass weights to forward"
+            )
+        else:
+            weight = self.weight
+            if weight is not None and weight.dtype != x1.dtype:
+                raise TypeError(
+                    f"{name}: internal weights are {weight.dtype}, inputs {x1.dtype}; "
+                    "convert the module with .to(dtype)"
+                )
+        try:
+            batch = torch.broadcast_shapes(*shapes)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{name}: leading dimensions do not broadcast: x1 {tuple(lead1)}, "
+                f"x2 {tuple(lead2)}"
+                + (f", weight {tuple(weight.shape[:-2])}" if len(shapes) == 3 else "")
+            ) from error
+
+        x1 = x1.expand(*batch, self.dim1, channels).reshape(-1, self.dim1, channels)
+        if x2_channels:
+            x2 = x2.expand(*batch, self.dim2, channels).reshape(-1, self.dim2, channels)
+        else:
+            x2 = x2.expand(*batch, self.dim2).reshape(-1, self.dim2)
+        if weight is not None:
+            if self.weight_mode == "external" and weight.shape[:-2] != batch:
+                weight = weight.expand(*batch, *self.weight_shape)
+            weight = weight.reshape(-1, *self.weight_shape)
+        return x1, x2, weight, batch
+
+    def forward(self, x1: Tensor, x2: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Product of ``x1 [..., (L1+1)**2, C]`` and ``x2 [..., (L2+1)**2(, C)]``.
+
+        Returns ``[..., (L_out+1)**2, C]``.  ``weight [..., *weight_shape]`` only when the
+        module was built with ``weights="external"``.
+        """
+        x1f, x2f, w, batch = self._flatten_inputs(x1, x2, weight)
+        if x1f.shape[0] == 0:
+            out = x1f.new_zeros(0, self.dim_out, x1f.shape[-1])
+        else:
+            out = self._product(x1f, x2f, w)
+        return out.reshape(*batch, self.dim_out, x1f.shape[-1])
+
+    def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return (
+            f"lmax1={self.lmax1}, lmax2={self.lmax2}, lmax_out={self.lmax_out}, "
+            f"channels={self.channels}, weights={self.weight_mode!r}, "
+            f"weight_shape={self.weight_shape}"
+        )

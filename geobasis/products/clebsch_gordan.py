@@ -1,0 +1,415 @@
+r"""Clebsch–Gordan tensor product of spherical-channel tensors, channel by channel.
+
+For every path :math:`p = (l_1, l_2, l)` with :math:`|l_1 - l_2| \le l \le l_1 + l_2`
+
+.. math::
+
+    y_{l m c} = \sum_{p = (l_1 l_2 l)} \nu_p\, w_{p c}
+        \sum_{m_1 m_2} C^{l m}_{l_1 m_1\, l_2 m_2}\, x^{(1)}_{l_1 m_1 c}\, x^{(2)}_{l_2 m_2 (c)}
+
+with the isometric real coupling :math:`C` of :func:`geobasis.o3.clebsch_gordan`
+(:math:`= \sqrt{2l+1}` times e3nn's ``wigner_3j``) and the path normalisation
+:math:`\nu_p = 1/\sqrt{\#\{\text{paths into } (l, \pi_p)\}}` ("element", e3nn's default),
+where :math:`\pi_p = (-1)^{l_1+l_2+l}` is the parity class of the path.
+
+Parity.  With natural-parity inputs (:math:`(-1)^{l}`), a path with even
+:math:`l_1+l_2+l` gives a natural-parity output and a path with odd :math:`l_1+l_2+l`
+(the cross-product-like ones, e.g. :math:`1 \otimes 1 \to 1`) a pseudotensor
+(:math:`(-1)^{l+1}`).  ``paths="even"`` and ``paths="odd"`` are therefore O(3)-equivariant
+(with output kinds ``L`` and ``"pseudo:L"``); ``paths="all"`` sums both and is
+SO(3)-equivariant only.
+
+Computation.  Nothing of size :math:`(2l_1+1)(2l_2+1)(2l+1)` is ever built per batch
+element, and there is no :math:`C^2` outer product.  For a single-channel ``x2`` (edge
+harmonics) the paths are grouped by output degree :math:`l`; one matrix product with a
+constant table contracts ``x2`` with all the coupling coefficients of the group
+(channel-free), and one batched matrix product contracts the result with the weighted
+rows of ``x1``, summing over paths and :math:`m_1` at once.  For ``x2`` with channels the
+paths are grouped by :math:`(l_1, l_2)`.
+
+e3nn equivalence.  With the defaults this is e3nn's ``o3.TensorProduct`` with connection
+mode ``"uvu"`` (single-channel ``x2``) or ``"uuu"`` (``x2`` with channels),
+``irrep_normalization="component"``, ``path_normalization="element"`` and the same
+instructions, and the **weights are e3nn's weights unchanged** (e3nn's flat weight is
+``weight.reshape(..., -1)``); see :func:`geobasis.products.e3nn_equivalent`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
+from geobasis.products._base import EquivariantProduct
+
+__all__ = ["ClebschGordanProduct", "coupling_paths"]
+
+_PATH_SETS = ("all", "even", "odd")
+
+
+def coupling_paths(
+    lmax1: int, lmax2: int, lmax_out: int, paths: str = "all"
+) -> list[tuple[int, int, int]]:
+    """All ``(l1, l2, l)`` with ``|l1-l2| <= l <= l1+l2`` within the band limits.
+
+    Ordered by output degree ``l``, then ``l1``, then ``l2``, so the paths into one output
+    degree, and among them those from one input degree, are contiguous.
+
+    ``paths="even"`` keeps even ``l1+l2+l`` (natural parity, the Gaunt paths), ``"odd"`` the
+    others.
+    """
+    if paths not in _PATH_SETS:
+        raise ValueError(f"paths must be one of {_PATH_SETS}, got {paths!r}")
+    out = []
+    for l in range(lmax_out + 1):
+        for l1 in range(lmax1 + 1):
+            for l2 in range(abs(l - l1), min(l + l1, lmax2) + 1):
+                odd = (l1 + l2 + l) % 2 == 1
+                if paths == "all" or (paths == "odd") == odd:
+                    out.append((l1, l2, l))
+    return out
+
+
+class _SharedX2Product(torch.autograd.Function):
+    """Chunked product with a single-channel ``x2``; the backward recomputes per chunk.
+
+    Nothing but the inputs is saved, and every intermediate lives in one cache-sized chunk.
+    The backward is written with differentiable operations, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, module, x1, x2, weight):  # noqa: D102
+        ctx.module = module
+        ctx.save_for_backward(x1, x2, weight)
+        out = x1.new_zeros(x1.shape[0], module.dim_out, x1.shape[2])
+        # the weighted rows are needed again for the gradient of x2: keep them if they fit
+        keep = ctx.needs_input_grad[2] and weight is not None
+        keep = keep and module.saved_rows_bytes(x1) <= module.max_saved_bytes
+        ctx.rows = []
+        size = module.chunk_size
+        for start, chunk in zip(
+            range(0, x1.shape[0], size), module._chunks(x1, x2, weight), strict=True
+        ):
+            kept = [] if keep else None
+            module._shared_x2_forward(*chunk, out=out[start : start + size], keep=kept)
+            ctx.rows.append(kept)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        module = ctx.module
+        x1, x2, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: differentiate the plain forward, so that the gradients are
+            # themselves differentiable (forces trained through the product)
+            inputs = [x1, x2] + ([weight] if weight is not None else [])
+            with torch.enable_grad():
+                out = module._shared_x2_forward(x1, x2, weight)
+                grads = torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True)
+            grads = [
+                torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)
+            ]
+            return None, grads[0], grads[1], grads[2] if weight is not None else None
+        needs = ctx.needs_input_grad[1:]
+        parts = [
+            module._shared_x2_backward(*c, needs=needs, rows=rows)
+            for c, rows in zip(module._chunks(x1, x2, weight, grad), ctx.rows, strict=True)
+        ]
+        grads = []
+        for k, (t, need) in enumerate(zip((x1, x2, weight), needs, strict=True)):
+            if t is None or not need:
+                grads.append(None)
+            elif t.shape[0] == 1 and x1.shape[0] > 1:  # shared (internal) weights
+                grads.append(sum(part[k] for part in parts).sum(0, keepdim=True))
+            else:
+                grads.append(torch.cat([part[k] for part in parts]))
+        return None, *grads
+
+
+class ClebschGordanProduct(EquivariantProduct):
+    r"""Weighted Clebsch–Gordan product, all allowed paths (odd ones included).
+
+    Args:
+        lmax1, lmax2, lmax_out: band limits of ``x1``, ``x2`` and the output.
+        channels: number of channels ``C`` (needed for weights).
+        weights: ``"internal"`` (a parameter ``[num_paths, C]``), ``"external"`` (passed to
+            ``forward`` as ``[..., num_paths, C]``) or ``"none"`` (all ones).
+        paths: ``"all"``, ``"even"`` (:math:`l_1+l_2+l` even: O(3), natural parity) or
+            ``"odd"`` (pseudotensor output).
+        path_normalization: ``"element"`` (:math:`1/\sqrt{\text{fan-in}}` per output degree
+            and parity class, as e3nn) or ``"none"``.
+
+    Attributes:
+        paths: the list of ``(l1, l2, l)``; row ``p`` of the weights belongs to ``paths[p]``.
+        weight_shape: ``(num_paths, C)``.
+
+    Shapes: ``x1 [..., (L1+1)**2, C]``, ``x2 [..., (L2+1)**2, C]`` or ``[..., (L2+1)**2]``,
+    output ``[..., (L_out+1)**2, C]``.  Degrees of the output that no path reaches are zero.
+    """
+
+    def __init__(
+        self,
+        lmax1: int,
+        lmax2: int,
+        lmax_out: int,
+        channels: int | None = None,
+        weights: str = "internal",
+        *,
+        paths: str = "all",
+        path_normalization: str = "element",
+    ) -> None:
+        super().__init__(lmax1, lmax2, lmax_out, channels, weights)
+        if path_normalization not in ("element", "none"):
+            raise ValueError(
+                f"path_normalization must be 'element' or 'none', got {path_normalization!r}"
+            )
+        self.path_set = paths
+        self.path_normalization = path_normalization
+        self.paths = coupling_paths(lmax1, lmax2, lmax_out, paths)
+        if not self.paths:
+            raise ValueError(
+                f"no {paths!r} coupling paths from lmax1={lmax1}, lmax2={lmax2} to "
+                f"lmax_out={lmax_out}"
+            )
+        self._init_weights(len(self.paths))
+        self._build_tables()
+        self.chunk_size = 512  # batch elements per block: keeps intermediates in cache
+        self.max_saved_bytes = 1 << 29  # keep weighted rows for backward up to 512 MiB
+
+    # ------------------------------------------------------------------ tables
+    def path_norms(self) -> list[float]:
+        """The factor :math:`\\nu_p` of every path."""
+        if self.path_normalization == "none":
+            return [1.0] * len(self.paths)
+        fan_in: dict[tuple[int, int], int] = {}
+        for l1, l2, l in self.paths:
+            key = (l, (l1 + l2 + l) % 2)
+            fan_in[key] = fan_in.get(key, 0) + 1
+        return [1 / math.sqrt(fan_in[(l, (l1 + l2 + l) % 2)]) for l1, l2, l in self.paths]
+
+    def gaunt_weights(self) -> Tensor:
+        r"""Path weights ``[num_paths]`` that turn this product into the Gaunt product.
+
+        With ``path_normalization="none"``, weights ``gaunt_weights()[:, None]`` give
+        :math:`y = \text{proj}_{\le L_{out}}(f_1 f_2)`, the pointwise product of the two
+        spherical functions (odd paths get weight 0).
+        """
+        return torch.tensor(
+            [gaunt_factor(l1, l2, l) for l1, l2, l in self.paths], dtype=torch.float64
+        )
+
+    def _build_tables(self) -> None:
+        dtype = torch.get_default_dtype()
+        norms = self.path_norms()
+        coupling = [clebsch_gordan(*p, dtype=torch.float64) for p in self.paths]
+        # single-channel x2: paths grouped by output degree l, then by l1.  The rows of a
+        # group are (l1, path, m1): row block (l1, p) is the x1 block of degree l1 times the
+        # weight of path p, and the coupling table is one [D2, (2l+1) Q] matrix.
+        self._groups: list[tuple[int, str, str, list[tuple[int, int, int]]]] = []
+        for l in range(self.lmax_out + 1):
+            blocks, summed, segments = [], {}, []
+            for l1 in range(self.lmax1 + 1):
+                members = [p for p, path in enumerate(self.paths) if path[0] == l1 and path[2] == l]
+                if not members:
+                    continue
+                segments.append((l1, members[0], members[-1] + 1))
+                # [D2, P, 2l1+1, 2l+1]
+                block = torch.zeros(
+                    self.dim2, len(members), 2 * l1 + 1, 2 * l + 1, dtype=torch.float64
+                )
+                for n, p in enumerate(members):
+                    l2 = self.paths[p][1]
+                    block[l2 * l2 : (l2 + 1) ** 2, n] = coupling[p].transpose(0, 1) * norms[p]
+                blocks.append(block.reshape(self.dim2, -1, 2 * l + 1))
+                summed[l1] = block.sum(1)
+            if not segments:
+                continue
+            table = torch.cat(blocks, dim=1).transpose(1, 2).reshape(self.dim2, -1)
+            # unweighted products sum the paths of each l1 inside the table; the rows are
+            # then the contiguous degrees l1_min..l1_max of x1 itself
+            first, last = segments[0][0], segments[-1][0]
+            table_sum = torch.cat(
+                [
+                    summed.get(l1, torch.zeros(self.dim2, 2 * l1 + 1, 2 * l + 1))
+                    for l1 in range(first, last + 1)
+                ],
+                dim=1,
+            )
+            table_sum = table_sum.transpose(1, 2).reshape(self.dim2, -1)
+            names = (f"_table_l{l}", f"_table_sum_l{l}")
+            self.register_buffer(names[0], table.to(dtype), persistent=False)
+            self.register_buffer(names[1], table_sum.to(dtype), persistent=False)
+            self._groups.append((l, *names, segments))
+
+        self._pairs: list[tuple[int, int, str, str, str]] = []  # x2 with channels, by (l1, l2)
+        for l1 in range(self.lmax1 + 1):
+            for l2 in range(self.lmax2 + 1):
+                members = [p for p, path in enumerate(self.paths) if path[:2] == (l1, l2)]
+                if not members:
+                    continue
+                blocks, targets, seg_path = [], [], []
+                for p in members:
+                    l = self.paths[p][2]
+                    # [2l2+1, 2l+1, 2l1+1]
+                    blocks.append(coupling[p].permute(1, 2, 0) * norms[p])
+                    targets += range(l * l, (l + 1) ** 2)
+                    seg_path += [p] * (2 * l + 1)
+                table = torch.cat(blocks, dim=1)  # [2l2+1, R, 2l1+1]
+                table = table.reshape(-1, 2 * l1 + 1)
+                names = (f"_pair_{l1}_{l2}", f"_pair_target_{l1}_{l2}", f"_pair_path_{l1}_{l2}")
+                self.register_buffer(names[0], table.to(dtype), persistent=False)
+                self.register_buffer(names[1], torch.tensor(targets), persistent=False)
+                self.register_buffer(names[2], torch.tensor(seg_path), persistent=False)
+                self._pairs.append((l1, l2, *names))
+
+    # ------------------------------------------------------------------ forward
+    def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        if x2.dim() == 2:
+            return self._product_shared_x2(x1, x2, weight)
+        return self._product_channelwise(x1, x2, weight)
+
+    def _product_shared_x2(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        return _SharedX2Product.apply(self, x1, x2, weight)
+
+    def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
+        """Split along the batch (cache-sized blocks); tensors with batch 1 are shared."""
+        size = self.chunk_size
+        n = tensors[0].shape[0]
+        return [
+            tuple(
+                None if t is None else (t if t.shape[0] == 1 and n > 1 else t[i : i + size])
+                for t in tensors
+            )
+            for i in range(0, n, size)
+        ]
+
+    def _weighted_rows(
+        self, x1: Tensor, weight: Tensor | None, segments: list[tuple[int, int, int]]
+    ) -> Tensor:
+        """Rows ``(l1, path, m1)`` of a group: ``[B, Q, C]``, x1 blocks times path weights.
+
+        Without weights the rows are the contiguous degrees ``l1_min..l1_max`` of ``x1``.
+        """
+        if weight is None:
+            first, last = segments[0][0], segments[-1][0]
+            return x1[:, first * first : (last + 1) ** 2]
+        batch, channels = x1.shape[0], x1.shape[2]
+        if not torch.is_grad_enabled():
+            size = sum((2 * l1 + 1) * (stop - start) for l1, start, stop in segments)
+            rows = x1.new_empty(batch, size, channels)
+            offset = 0
+            for l1, start, stop in segments:
+                block = x1[:, l1 * l1 : (l1 + 1) ** 2]
+                for p in range(start, stop):
+                    torch.mul(block, weight[:, p, None], out=rows[:, offset : offset + 2 * l1 + 1])
+                    offset += 2 * l1 + 1
+            return rows
+        parts = [
+            x1[:, None, l1 * l1 : (l1 + 1) ** 2] * weight[:, start:stop, None]
+            for l1, start, stop in segments
+        ]  # [B, P, 2l1+1, C]
+        return torch.cat([p.reshape(batch, -1, channels) for p in parts], dim=1)
+
+    def _table(self, group: tuple, weighted: bool) -> Tensor:
+        return getattr(self, group[1] if weighted else group[2])
+
+    def saved_rows_bytes(self, x1: Tensor) -> int:
+        """Memory of the weighted rows kept for the backward pass (single-channel ``x2``)."""
+        rows = sum((2 * l1 + 1) * (stop - start) for g in self._groups for l1, start, stop in g[3])
+        return x1.shape[0] * rows * x1.shape[-1] * x1.element_size()
+
+    def _shared_x2_forward(
+        self,
+        x1: Tensor,
+        x2: Tensor,
+        weight: Tensor | None,
+        out: Tensor | None = None,
+        keep: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Forward of one chunk: differentiable with grad mode on, else writes into ``out``."""
+        batch, channels = x1.shape[0], x1.shape[2]
+        blocks: list[Tensor] = []
+        done = 0
+        for group in self._groups:
+            l, segments = group[0], group[3]
+            # T[b, k, q] = sum_j x2[b, j] C[q, j, k]: channel-free, one GEMM
+            table = self._table(group, weight is not None)
+            coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
+            rows = self._weighted_rows(x1, weight, segments).expand(batch, -1, -1)
+            if keep is not None:
+                keep.append(rows)
+            if out is not None:
+                out[:, l * l : (l + 1) ** 2] = torch.bmm(coupled, rows)
+                continue
+            if l > done:
+                blocks.append(x1.new_zeros(batch, l * l - done * done, channels))
+            blocks.append(torch.matmul(coupled, rows))
+            done = l + 1
+        if out is not None:
+            return out
+        if done <= self.lmax_out:
+            blocks.append(x1.new_zeros(batch, self.dim_out - done * done, channels))
+        return torch.cat(blocks, dim=1)
+
+    @torch.no_grad()
+    def _shared_x2_backward(
+        self,
+        x1: Tensor,
+        x2: Tensor,
+        weight: Tensor | None,
+        grad: Tensor,
+        needs: tuple[bool, bool, bool] = (True, True, True),
+        rows: list[Tensor] | None = None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """Gradients of one chunk, in place and without autograd."""
+        batch, channels = x1.shape[0], x1.shape[2]
+        need_x1, need_x2, need_w = needs[0], needs[1], needs[2] and weight is not None
+        grad_x1 = torch.zeros_like(x1) if need_x1 else None
+        grad_x2 = torch.zeros_like(x2) if need_x2 else None
+        grad_w = x1.new_empty(batch, *weight.shape[1:]) if need_w else None
+        for n_group, group in enumerate(self._groups):
+            l, segments = group[0], group[3]
+            table = self._table(group, weight is not None)
+            g = grad[:, l * l : (l + 1) ** 2].contiguous()  # [B, 2l+1, C]
+            if need_x2:
+                if rows is not None:
+                    weighted = rows[n_group]
+                else:
+                    weighted = self._weighted_rows(x1, weight, segments).expand(batch, -1, -1)
+                grad_coupled = torch.bmm(g, weighted.transpose(1, 2))  # [B, 2l+1, Q]
+                grad_x2.addmm_(grad_coupled.view(batch, -1), table.t())
+            if not (need_x1 or need_w):
+                continue
+            coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
+            grad_rows = torch.bmm(coupled.transpose(1, 2), g)  # [B, Q, C]
+            if weight is None:
+                first, last = segments[0][0], segments[-1][0]
+                grad_x1[:, first * first : (last + 1) ** 2] += grad_rows
+                continue
+            offset = 0
+            for l1, start, stop in segments:
+                block = slice(l1 * l1, (l1 + 1) ** 2)
+                size = (2 * l1 + 1) * (stop - start)
+                gr = grad_rows[:, offset : offset + size].view(batch, stop - start, -1, channels)
+                offset += size
+                if need_x1:
+                    for n, p in enumerate(range(start, stop)):
+                        grad_x1[:, block].addcmul_(gr[:, n], weight[:, p, None])
+                if need_w:  # [B, P, C]: sum over m1 of grad_rows * x1
+                    torch.sum(gr * x1[:, None, block], 2, out=grad_w[:, start:stop])
+        return grad_x1, grad_x2, grad_w
+
+    def _product_channelwise(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        batch, channels = x1.shape[0], x1.shape[2]
+        out = x1.new_zeros(batch, self.dim_out, channels)
+        for l1, l2, table_name, target_name, path_name in self._pairs:
+            table = getattr(self, table_name)  # [(2l2+1) R, 2l1+1]
+            y = torch.matmul(table, x1[:, l1 * l1 : (l1 + 1) ** 2])  # [B, (2l2+1) R, C]
+            y = y.view(batch, 2 * l2 + 1, -1, channels)
+            y = (y * x2[:, l2 * l2 : (l2 + 1) ** 2, None, :]).sum(1)  # [B, R, C]
+            if weight is not None:
+                y = y * weight.index_select(1, getattr(self, path_name))
+            out = out.index_add(1, getattr(self, target_name), y)
+        return out
