@@ -112,9 +112,17 @@ def _grid(lmax: int, res_beta: int | None, res_alpha: int | None, device: torch.
 
 
 def to_grid(
-    x: Tensor, lmax: int, res_beta: int | None = None, res_alpha: int | None = None
+    x: Tensor, lmax: int | None = None, res_beta: int | None = None, res_alpha: int | None = None
 ) -> Tensor:
-    """Functional :meth:`S2Grid.to_grid` with a cached grid."""
+    """Functional :meth:`S2Grid.to_grid` with a cached grid.
+
+    ``lmax`` defaults to the band limit of ``x`` (``x.shape[-2] == (lmax+1)**2``); pass
+    ``res_beta``/``res_alpha`` to evaluate signals of different band limits on one grid.
+    """
+    if lmax is None:
+        if x.dim() < 2 or math.isqrt(x.shape[-2]) ** 2 != x.shape[-2]:
+            raise ValueError(f"x must have shape [..., (lmax+1)**2, C], got {tuple(x.shape)}")
+        lmax = math.isqrt(x.shape[-2]) - 1
     return _grid(lmax, res_beta, res_alpha, x.device).to_grid(x)
 
 

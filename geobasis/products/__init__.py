@@ -16,11 +16,18 @@ See ``docs/products.md`` for what each can and cannot express and measured speed
 
 from geobasis.products._base import EquivariantProduct
 from geobasis.products._e3nn import e3nn_equivalent
+from geobasis.products._gaunt import GauntProduct
 from geobasis.products.clebsch_gordan import ClebschGordanProduct, coupling_paths
+from geobasis.products.gaunt_fourier import GauntFourierProduct, sh_to_fourier
+from geobasis.products.gaunt_grid import GauntGridProduct
 
 __all__ = [
     "EquivariantProduct",
     "ClebschGordanProduct",
+    "GauntProduct",
+    "GauntGridProduct",
+    "GauntFourierProduct",
+    "sh_to_fourier",
     "coupling_paths",
     "e3nn_equivalent",
 ]

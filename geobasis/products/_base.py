@@ -231,3 +231,66 @@ class EquivariantProduct(nn.Module):
             f"channels={self.channels}, weights={self.weight_mode!r}, "
             f"weight_shape={self.weight_shape}"
         )
+
+
+class _ChunkedProduct(torch.autograd.Function):
+    """Run a product chunk by chunk along the batch, recomputing each chunk in backward.
+
+    Only the inputs are saved; the backward of a chunk re-runs its forward under autograd
+    and differentiates it at once, so every intermediate stays in cache.  With
+    ``create_graph=True`` the plain forward of the whole batch is differentiated instead,
+    which keeps double backward exact.
+    """
+
+    @staticmethod
+    def forward(ctx, module, x1, x2, weight):  # noqa: D102
+        ctx.module = module
+        ctx.save_for_backward(x1, x2, weight)
+        parts = [module._plain_product(*chunk) for chunk in module._chunks(x1, x2, weight)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        module = ctx.module
+        x1, x2, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad[1:]
+        inputs = [t for t, need in zip((x1, x2, weight), needs, strict=True) if need]
+        if torch.is_grad_enabled():  # create_graph=True
+            with torch.enable_grad():
+                out = module._plain_product(x1, x2, weight)
+                grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+            return None, *(next(grads) if need else None for need in needs)
+        parts: list[list[Tensor]] = [[] for _ in range(3)]
+        for chunk in module._chunks(x1, x2, weight, grad):
+            leaves = [
+                None if t is None else t.detach().requires_grad_(need)
+                for t, need in zip(chunk[:3], needs, strict=True)
+            ]
+            with torch.enable_grad():
+                out = module._plain_product(*leaves)
+                wanted = [t for t, need in zip(leaves, needs, strict=True) if need]
+                grads = iter(torch.autograd.grad(out, wanted, chunk[3]))
+            for k, need in enumerate(needs):
+                if need:
+                    parts[k].append(next(grads))
+        result = []
+        for k, (t, need) in enumerate(zip((x1, x2, weight), needs, strict=True)):
+            if not need:
+                result.append(None)
+            elif t.shape[0] == 1 and x1.shape[0] > 1:  # shared (internal) weights
+                result.append(sum(parts[k]))
+            else:
+                result.append(torch.cat(parts[k]))
+        return None, *result
+
+
+def chunks(size: int, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
+    """Split along the batch in blocks of ``size``; tensors with batch 1 are shared."""
+    n = tensors[0].shape[0]
+    return [
+        tuple(
+            None if t is None else (t if t.shape[0] == 1 and n > 1 else t[i : i + size])
+            for t in tensors
+        )
+        for i in range(0, n, size)
+    ]
