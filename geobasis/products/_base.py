@@ -83,6 +83,29 @@ class EquivariantProduct(nn.Module):
         self.dim_out = (lmax_out + 1) ** 2
         self.weight_shape: tuple[int, ...] = ()
 
+    def register_table(self, name: str, table: Tensor) -> None:
+        """Register a constant float64 table as a buffer in the default dtype.
+
+        The float64 original is kept, so moving the module to another dtype converts from
+        it (no precision lost on ``.double()`` after construction in float32).
+        """
+        if not hasattr(self, "_tables64"):
+            self._tables64: dict[str, Tensor] = {}
+        if table.is_floating_point():
+            self._tables64[name] = table.detach().to("cpu", torch.float64)
+            table = table.to(torch.get_default_dtype())
+        self.register_buffer(name, table, persistent=False)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        module = super()._apply(fn, recurse)
+        for name, table in getattr(self, "_tables64", {}).items():
+            current = getattr(self, name)
+            if current.dtype != torch.float64 or current.device != table.device:
+                setattr(self, name, table.to(device=current.device, dtype=current.dtype))
+            else:
+                setattr(self, name, table)
+        return module
+
     def _init_weights(self, num_weights: int) -> None:
         """Declare ``num_weights`` weights per channel (and create them if internal)."""
         self.num_weights = num_weights

@@ -201,7 +201,6 @@ class ClebschGordanProduct(EquivariantProduct):
         )
 
     def _build_tables(self) -> None:
-        dtype = torch.get_default_dtype()
         norms = self.path_norms()
         coupling = [clebsch_gordan(*p, dtype=torch.float64) for p in self.paths]
         # single-channel x2: paths grouped by output degree l, then by l1.  The rows of a
@@ -239,8 +238,8 @@ class ClebschGordanProduct(EquivariantProduct):
             )
             table_sum = table_sum.transpose(1, 2).reshape(self.dim2, -1)
             names = (f"_table_l{l}", f"_table_sum_l{l}")
-            self.register_buffer(names[0], table.to(dtype), persistent=False)
-            self.register_buffer(names[1], table_sum.to(dtype), persistent=False)
+            self.register_table(names[0], table)
+            self.register_table(names[1], table_sum)
             self._groups.append((l, *names, segments))
 
         self._pairs: list[tuple[int, int, str, str, str]] = []  # x2 with channels, by (l1, l2)
@@ -259,7 +258,7 @@ class ClebschGordanProduct(EquivariantProduct):
                 table = torch.cat(blocks, dim=1)  # [2l2+1, R, 2l1+1]
                 table = table.reshape(-1, 2 * l1 + 1)
                 names = (f"_pair_{l1}_{l2}", f"_pair_target_{l1}_{l2}", f"_pair_path_{l1}_{l2}")
-                self.register_buffer(names[0], table.to(dtype), persistent=False)
+                self.register_table(names[0], table)
                 self.register_buffer(names[1], torch.tensor(targets), persistent=False)
                 self.register_buffer(names[2], torch.tensor(seg_path), persistent=False)
                 self._pairs.append((l1, l2, *names))

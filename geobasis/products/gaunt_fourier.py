@@ -76,6 +76,19 @@ def _sin_integral(k: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fft_size(n: int) -> int:
+    """Smallest ``m >= n`` with no prime factor above 5 (fast FFT sizes)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
 def _m_of_components(lmax: int) -> list[tuple[int, int]]:
     return [(l, m) for l in range(lmax + 1) for m in range(-l, l + 1)]
 
@@ -153,16 +166,17 @@ class GauntFourierProduct(GauntProduct):
     ) -> None:
         super().__init__(lmax1, lmax2, lmax_out, channels, weights)
         umax = lmax1 + lmax2
-        self.res_beta = 2 * umax + 1  # every product frequency |u| <= L1 + L2, no aliasing
-        # |v| <= L_out must not alias with |v| <= L1 + L2; inputs must fit the half spectrum
-        self.res_alpha = max(umax + lmax_out + 1, 2 * lmax1 + 1, 2 * lmax2 + 1)
+        # every product frequency |u| <= L1 + L2 without aliasing; |v| <= L_out must not
+        # alias with |v| <= L1 + L2, and the inputs must fit the half spectrum
+        self.res_beta = _fft_size(2 * umax + 1)
+        self.res_alpha = _fft_size(max(umax + lmax_out + 1, 2 * lmax1 + 1, 2 * lmax2 + 1))
         dtype = torch.get_default_dtype()
         for name, lmax in (("1", lmax1), ("2", lmax2)):
             table, index = _analysis_table(lmax, self.res_beta)
-            self.register_buffer(f"_analysis{name}", torch.from_numpy(table).to(dtype), False)
+            self.register_table(f"_analysis{name}", torch.from_numpy(table))
             self.register_buffer(f"_slots{name}", torch.from_numpy(index.reshape(-1)), False)
         table, index = _synthesis_table(lmax_out, umax, self.res_beta)
-        self.register_buffer("_synthesis", torch.from_numpy(table).to(dtype), False)
+        self.register_table("_synthesis", torch.from_numpy(table))
         # position of every output component in the flattened [v, slot] result
         position = np.zeros(self.dim_out, dtype=np.int64)
         for flat, d in enumerate(index.reshape(-1)):

@@ -67,10 +67,10 @@ class GauntGridProduct(GauntProduct):
         dtype = torch.get_default_dtype()
         lmax = max(lmax1, lmax2, lmax_out)
         harmonics = spherical_harmonics(lmax, points)  # float64, [G, (lmax+1)**2]
-        self.register_buffer("_to_grid1", harmonics[:, : self.dim1].to(dtype), persistent=False)
-        self.register_buffer("_to_grid2", harmonics[:, : self.dim2].to(dtype), persistent=False)
+        self.register_table("_to_grid1", harmonics[:, : self.dim1])
+        self.register_table("_to_grid2", harmonics[:, : self.dim2])
         projection = (harmonics[:, : self.dim_out] * quadrature[:, None]).t()
-        self.register_buffer("_from_grid", projection.contiguous().to(dtype), persistent=False)
+        self.register_table("_from_grid", projection.contiguous())
         degree_sum = torch.zeros(self.dim2, lmax2 + 1, dtype=dtype)  # [D2, L2+1] 0/1
         for l in range(lmax2 + 1):
             degree_sum[l * l : (l + 1) ** 2, l] = 1

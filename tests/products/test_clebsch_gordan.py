@@ -1,0 +1,263 @@
+"""ClebschGordanProduct: agreement with e3nn, equivariance, gradients."""
+
+import pytest
+import torch
+
+from geobasis.o3 import gaunt_factor
+from geobasis.products import ClebschGordanProduct, coupling_paths, e3nn_equivalent
+from geobasis.testing import assert_equivariant
+
+
+@pytest.fixture
+def float64_default():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its Wigner 3j in the default dtype
+    yield
+    torch.set_default_dtype(old)
+
+
+def _inputs(product, batch, shared_x2, dtype, channels=None):
+    c = channels or product.channels
+    x1 = torch.randn(batch, product.dim1, c, dtype=dtype)
+    shape = (batch, product.dim2) if shared_x2 else (batch, product.dim2, c)
+    x2 = torch.randn(*shape, dtype=dtype)
+    w = torch.randn(batch, len(product.paths), c, dtype=dtype)
+    return x1, x2, w
+
+
+def _e3nn_reference(product, x1, x2, w, shared_x2):
+    tp, in1, in2, out = e3nn_equivalent(product, shared_x2=shared_x2)
+    tp = tp.to(x1.dtype)
+    return out(tp(in1(x1), in2(x2), w.reshape(w.shape[0], -1)))
+
+
+@pytest.mark.parametrize(
+    ("lmax", "paths", "shared_x2"),
+    [
+        ((1, 1, 2), "all", True),
+        ((2, 2, 2), "all", True),
+        ((3, 2, 3), "even", True),
+        ((2, 3, 1), "odd", True),
+        ((2, 2, 3), "all", False),
+        ((4, 4, 4), "all", True),
+    ],
+)
+def test_matches_e3nn_float64(float64_default, lmax, paths, shared_x2):
+    product = ClebschGordanProduct(*lmax, 4, "external", paths=paths)
+    x1, x2, w = _inputs(product, 11, shared_x2, torch.float64)
+    for t in (x1, x2, w):
+        t.requires_grad_(True)
+    ours = product(x1, x2, w)
+    ref = _e3nn_reference(product, x1, x2, w, shared_x2)
+    assert (ours - ref).abs().max() <= 1e-10 * max(1.0, ref.abs().max())
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * g).sum(), (x1, x2, w))
+    ref_grads = torch.autograd.grad((ref * g).sum(), (x1, x2, w))
+    for a, b in zip(grads, ref_grads, strict=True):
+        assert (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max())
+
+
+@pytest.mark.parametrize("shared_x2", [True, False])
+def test_matches_e3nn_float32(shared_x2):
+    product = ClebschGordanProduct(3, 3, 3, 8, "external")
+    x1, x2, w = _inputs(product, 600, shared_x2, torch.float32)  # > one chunk
+    ours = product(x1, x2, w)
+    ref = _e3nn_reference(product, x1, x2, w, shared_x2)
+    assert (ours - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_internal_and_unweighted_modes_match_external():
+    external = ClebschGordanProduct(2, 2, 2, 3, "external", paths="even").double()
+    internal = ClebschGordanProduct(2, 2, 2, 3, "internal", paths="even").double()
+    none = ClebschGordanProduct(2, 2, 2, 3, "none", paths="even").double()
+    x1, x2, _ = _inputs(external, 5, True, torch.float64)
+    assert internal.weight.shape == internal.weight_shape == (len(internal.paths), 3)
+    expected = external(x1, x2, internal.weight.detach().expand(5, -1, -1))
+    assert torch.allclose(internal(x1, x2), expected, atol=1e-12)
+    ones = torch.ones(5, *external.weight_shape, dtype=torch.float64)
+    assert torch.allclose(none(x1, x2), external(x1, x2, ones), atol=1e-12)
+    assert none.weight_numel == 0 and external.weight_numel == len(external.paths) * 3
+
+
+def test_paths_cover_the_triangle_and_split_by_parity():
+    every = coupling_paths(3, 2, 4, "all")
+    assert set(every) == {
+        (l1, l2, l)
+        for l1 in range(4)
+        for l2 in range(3)
+        for l in range(abs(l1 - l2), min(l1 + l2, 4) + 1)
+    }
+    even, odd = coupling_paths(3, 2, 4, "even"), coupling_paths(3, 2, 4, "odd")
+    assert sorted(even + odd) == sorted(every)
+    assert all((a + b + c) % 2 == 0 for a, b, c in even) and (1, 1, 1) in odd
+    # grouped by output degree: contiguous blocks
+    outs = [p[2] for p in every]
+    assert outs == sorted(outs)
+
+
+def test_odd_path_is_the_cross_product():
+    """1 x 1 -> 1 (odd) is proportional to the cross product of two vectors."""
+    product = ClebschGordanProduct(1, 1, 1, 1, "none", paths="odd").double()
+    a, b = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    # e3nn's l=1 components are (y, z, x)
+    perm = [1, 2, 0]
+    x1 = torch.zeros(4, 4, 1, dtype=torch.float64)
+    x2 = torch.zeros(4, 4, dtype=torch.float64)
+    x1[:, 1:, 0], x2[:, 1:] = a[:, perm], b[:, perm]
+    out = product(x1, x2)[:, 1:, 0]
+    cross = torch.linalg.cross(a, b)[:, perm]
+    ratio = out / cross
+    assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), atol=1e-12)
+    assert abs(ratio[0, 0].abs().item() - 1 / 2**0.5) < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("paths", "kind", "transformations"),
+    [
+        ("even", lambda l: l, ("rotation", "reflection")),
+        ("odd", lambda l: f"pseudo:{l}", ("rotation", "reflection")),
+        ("all", lambda l: l, ("rotation",)),
+    ],
+)
+def test_equivariance(paths, kind, transformations):
+    product = ClebschGordanProduct(3, 2, 3, 4, "external", paths=paths).double()
+    x1, x2, w = _inputs(product, 6, False, torch.float64)
+    assert_equivariant(
+        lambda pos, x1, x2, weight: product(x1, x2, weight),
+        {"pos": torch.randn(6, 3), "x1": x1, "x2": x2, "weight": w},
+        outputs={"output": kind(3)},
+        inputs={"x1": 3, "x2": 2},
+        transformations=transformations,
+        atol=1e-12,
+        rtol=1e-12,
+    )
+    # single-channel x2 (edge harmonics) through a wrapper
+    shared = ClebschGordanProduct(2, 3, 2, 4, "internal", paths=paths).double()
+    x1, x2, _ = _inputs(shared, 6, False, torch.float64, channels=1)
+    assert_equivariant(
+        lambda pos, x1, x2: shared(x1.expand(-1, -1, 4), x2[..., 0]),
+        {"pos": torch.randn(6, 3), "x1": x1, "x2": x2},
+        outputs={"output": kind(2)},
+        inputs={"x1": 2, "x2": 3},
+        transformations=transformations,
+        atol=1e-12,
+        rtol=1e-12,
+    )
+
+
+def test_reflection_breaks_the_mixed_parity_output():
+    """Documented: paths="all" sums tensors of both parities, so it is SO(3) only."""
+    from geobasis.testing import check_equivariance
+
+    product = ClebschGordanProduct(1, 1, 1, 2, "external", paths="all").double()
+    x1, x2, w = _inputs(product, 4, False, torch.float64)
+    report = check_equivariance(
+        lambda pos, x1, x2, weight: product(x1, x2, weight),
+        {"pos": torch.randn(4, 3), "x1": x1, "x2": x2, "weight": w},
+        outputs={"output": 1},
+        inputs={"x1": 1, "x2": 1},
+        transformations=("reflection",),
+    )
+    assert not report.ok
+
+
+@pytest.mark.parametrize("mode", ["external", "internal", "none"])
+@pytest.mark.parametrize("shared_x2", [True, False])
+def test_gradcheck_and_gradgradcheck(mode, shared_x2):
+    product = ClebschGordanProduct(2, 2, 2, 3, mode).double()
+    product.chunk_size = 2  # several chunks
+    x1, x2, w = _inputs(product, 5, shared_x2, torch.float64)
+    args = [x1.requires_grad_(), x2.requires_grad_()]
+    if mode == "external":
+        args.append(w.requires_grad_())
+    assert torch.autograd.gradcheck(product, args)
+    assert torch.autograd.gradgradcheck(product, args)
+    if mode == "internal":
+        product(x1, x2).square().sum().backward()
+        assert product.weight.grad is not None and product.weight.grad.abs().sum() > 0
+
+
+def test_saved_rows_and_recomputed_rows_give_the_same_gradients():
+    product = ClebschGordanProduct(3, 3, 3, 4, "external").double()
+    x1, x2, w = (t.requires_grad_() for t in _inputs(product, 9, True, torch.float64))
+    product.chunk_size = 4
+    first = torch.autograd.grad(product(x1, x2, w).square().sum(), (x1, x2, w))
+    product.max_saved_bytes = 0
+    second = torch.autograd.grad(product(x1, x2, w).square().sum(), (x1, x2, w))
+    for a, b in zip(first, second, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_gaunt_weights_give_the_pointwise_product():
+    from geobasis.o3 import from_grid, to_grid
+
+    product = ClebschGordanProduct(2, 3, 3, 2, "external", paths="all", path_normalization="none")
+    product = product.double()
+    x1 = torch.randn(3, 9, 2, dtype=torch.float64)
+    x2 = torch.randn(3, 16, 2, dtype=torch.float64)
+    w = product.gaunt_weights()[None, :, None].expand(3, -1, 2)
+    expected = from_grid(
+        to_grid(x1, res_beta=10, res_alpha=20) * to_grid(x2, res_beta=10, res_alpha=20), 3, 10, 20
+    )
+    assert torch.allclose(product(x1, x2, w), expected, atol=1e-12)
+    assert gaunt_factor(1, 1, 1) == 0.0
+
+
+def test_broadcasting_and_empty_batches():
+    product = ClebschGordanProduct(1, 1, 1, 2, "external").double()
+    x1 = torch.randn(2, 3, 4, 2, dtype=torch.float64)
+    x2 = torch.randn(1, 3, 4, dtype=torch.float64)  # same rank as x1 minus the channels
+    w = torch.randn(len(product.paths), 2, dtype=torch.float64)
+    out = product(x1, x2, w)
+    assert out.shape == (2, 3, 4, 2)
+    expected = product(x1[1, 2], x2[0, 2], w)
+    assert torch.allclose(out[1, 2], expected)
+    empty = product(x1[:0, 0], x2[0, :0], w)
+    assert empty.shape == (0, 4, 2)
+
+
+def test_errors_are_clear():
+    product = ClebschGordanProduct(2, 1, 2, 3, "external")
+    x1, x2, w = torch.randn(4, 9, 3), torch.randn(4, 4), torch.randn(4, len(product.paths), 3)
+    with pytest.raises(ValueError, match="x1 must have shape"):
+        product(torch.randn(4, 8, 3), x2, w)
+    with pytest.raises(ValueError, match="channels=3"):
+        product(torch.randn(4, 9, 5), x2, w)
+    with pytest.raises(ValueError, match="x2 must have shape"):
+        product(x1, torch.randn(4, 9), w)
+    with pytest.raises(ValueError, match="channels of x1"):
+        product(x1, torch.randn(4, 4, 2), w)
+    with pytest.raises(TypeError, match="same floating dtype"):
+        product(x1, x2.double(), w)
+    with pytest.raises(TypeError, match="module's tables"):
+        product(x1.double(), x2.double(), w.double())
+    with pytest.raises(ValueError, match="pass weight"):
+        product(x1, x2)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        product(x1, x2, w[:, 1:])
+    with pytest.raises(ValueError, match="do not broadcast"):
+        product(x1, x2[:3], w)
+    with pytest.raises(ValueError, match="weights='external'"):
+        ClebschGordanProduct(1, 1, 1, 3, "internal")(torch.randn(2, 4, 3), torch.randn(2, 4), w)
+    with pytest.raises(ValueError, match="needs the number of channels"):
+        ClebschGordanProduct(1, 1, 1)
+    with pytest.raises(ValueError, match="weights must be one of"):
+        ClebschGordanProduct(1, 1, 1, 2, "shared")
+    with pytest.raises(ValueError, match="paths must be one of"):
+        ClebschGordanProduct(1, 1, 1, 2, paths="parity")
+    with pytest.raises(ValueError, match="no 'odd' coupling paths"):
+        ClebschGordanProduct(0, 0, 0, 2, paths="odd")
+    with pytest.raises(ValueError, match="lmax_out must be"):
+        ClebschGordanProduct(1, 1, -1, 2)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="is on"):
+            product(x1, x2.cuda(), w)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    product = ClebschGordanProduct(3, 3, 3, 8, "external")
+    x1, x2, w = _inputs(product, 700, True, torch.float32)
+    expected = product(x1, x2, w)
+    got = product.cuda()(x1.cuda(), x2.cuda(), w.cuda()).cpu()
+    assert torch.allclose(got, expected, atol=1e-4)
