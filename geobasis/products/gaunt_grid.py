@@ -61,21 +61,55 @@ class GauntGridProduct(GauntProduct):
     ) -> None:
         super().__init__(lmax1, lmax2, lmax_out, channels, weights)
         degree = lmax1 + lmax2 + lmax_out
-        self.res_beta = math.ceil((degree + 1) / 2) if res_beta is None else int(res_beta)
+        if res_beta is None:  # smallest exact grid, rounded up to an even number of rings
+            res_beta = math.ceil((degree + 1) / 2)
+            res_beta += res_beta % 2
+        self.res_beta = int(res_beta)
         self.res_alpha = degree + 1 if res_alpha is None else int(res_alpha)
         points, quadrature = s2_grid(self.res_beta, self.res_alpha)
-        dtype = torch.get_default_dtype()
         lmax = max(lmax1, lmax2, lmax_out)
         harmonics = spherical_harmonics(lmax, points)  # float64, [G, (lmax+1)**2]
+        # Mirror symmetry y -> -y: Y_lm(-y) = (-1)^(l+m) Y_lm(y).  With an even number of
+        # Gauss-Legendre rings every point of the upper half has a mirror image, so the
+        # values there are E + O and E - O, where E and O use only the components of even
+        # and odd l + m: each transform costs half of a dense one.
+        self.paired = self.res_beta % 2 == 0
+        if self.paired:
+            rings = torch.arange(self.res_beta // 2, self.res_beta)
+            upper = (rings[:, None] * self.res_alpha + torch.arange(self.res_alpha)).reshape(-1)
+            lower = ((self.res_beta - 1 - rings)[:, None] * self.res_alpha).reshape(-1, 1)
+            lower = (lower + torch.arange(self.res_alpha)).reshape(-1)
+            order = torch.cat([upper, lower])
+            harmonics, quadrature = harmonics[order], quadrature[order]
+            half = upper.numel()
+            for name, size in (("1", self.dim1), ("2", self.dim2), ("out", self.dim_out)):
+                parity = torch.tensor(
+                    [(l + m) % 2 for l in range(lmax + 1) for m in range(-l, l + 1)]
+                )
+                parity = parity[:size]
+                even, odd = torch.nonzero(parity == 0)[:, 0], torch.nonzero(parity == 1)[:, 0]
+                self.register_buffer(f"_even{name}", even, persistent=False)
+                self.register_buffer(f"_odd{name}", odd, persistent=False)
+                self.register_buffer(
+                    f"_unsplit{name}", torch.argsort(torch.cat([even, odd])), persistent=False
+                )
+                if name == "out":
+                    weighted = harmonics[:half] * quadrature[:half, None]
+                    self.register_table("_from_even", weighted[:, even].t().contiguous())
+                    self.register_table("_from_odd", weighted[:, odd].t().contiguous())
+                else:
+                    self.register_table(f"_to_even{name}", harmonics[:half, even].contiguous())
+                    self.register_table(f"_to_odd{name}", harmonics[:half, odd].contiguous())
         self.register_table("_to_grid1", harmonics[:, : self.dim1])
         self.register_table("_to_grid2", harmonics[:, : self.dim2])
         projection = (harmonics[:, : self.dim_out] * quadrature[:, None]).t()
         self.register_table("_from_grid", projection.contiguous())
-        degree_sum = torch.zeros(self.dim2, lmax2 + 1, dtype=dtype)  # [D2, L2+1] 0/1
+        # [D2, G * (L2+1)]: the grid values of each degree of x2 separately
+        per_degree = torch.zeros(self.dim2, harmonics.shape[0], lmax2 + 1, dtype=torch.float64)
         for l in range(lmax2 + 1):
-            degree_sum[l * l : (l + 1) ** 2, l] = 1
-        self.register_buffer("_degree_sum", degree_sum, persistent=False)
-        self.chunk_size = 256  # batch elements per block: grid values stay in cache
+            per_degree[l * l : (l + 1) ** 2, :, l] = harmonics[:, l * l : (l + 1) ** 2].t()
+        self.register_table("_per_degree2", per_degree.reshape(self.dim2, -1))
+        self.chunk_size = 128  # batch elements per block: grid values stay in cache
 
     @property
     def is_exact(self) -> bool:
@@ -89,23 +123,45 @@ class GauntGridProduct(GauntProduct):
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         return _ChunkedProduct.apply(self, x1, x2, weight)
 
+    def _to_grid(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
+        """``x [B, D, C]`` -> grid values, as (upper, lower) halves ``[B, G/2, C]`` each."""
+        if not self.paired:
+            f = torch.matmul(getattr(self, f"_to_grid{which}"), x)
+            return f, f[:, :0]
+        even = torch.matmul(getattr(self, f"_to_even{which}"), x[:, getattr(self, f"_even{which}")])
+        odd = torch.matmul(getattr(self, f"_to_odd{which}"), x[:, getattr(self, f"_odd{which}")])
+        return even + odd, even - odd
+
+    def _from_grid_values(self, upper: Tensor, lower: Tensor) -> Tensor:
+        """Grid values (halves ``[B, G/2, C]``) -> ``[B, D_out, C]`` (quadrature projection)."""
+        if not self.paired:
+            return torch.matmul(self._from_grid, upper)
+        even = torch.matmul(self._from_even, upper + lower)
+        odd = torch.matmul(self._from_odd, upper - lower)
+        return torch.cat([even, odd], dim=1).index_select(1, self._unsplitout)
+
     def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         if weight is None:
-            w1 = w2 = w_out = None
+            w2 = w_out = None
         else:
             w1, w2, w_out = self.split_weight(weight)  # per component
             x1 = x1 * w1
-        f1 = torch.matmul(self._to_grid1, x1)  # [B, G, C]
+        f1 = self._to_grid(x1, "1")  # 2 x [B, G/2, C]
         if x2.dim() == 3:
-            f2 = torch.matmul(self._to_grid2, x2 if w2 is None else x2 * w2)  # [B, G, C]
-        elif w2 is None:
-            f2 = torch.matmul(x2, self._to_grid2.t()).unsqueeze(-1)  # [B, G, 1]
+            f2 = self._to_grid(x2 if w2 is None else x2 * w2, "2")
         else:
-            # degree weights on a single-channel x2: grid values of each degree are
-            # channel-free, then one small matrix product per batch element mixes them
-            per_degree = torch.matmul(x2.unsqueeze(1) * self._to_grid2, self._degree_sum)
-            f2 = torch.matmul(per_degree, weight[:, self.lmax1 + 1 : self.lmax1 + self.lmax2 + 2])
-        out = torch.matmul(self._from_grid, f1 * f2)  # [B, D_out, C]
+            if w2 is None:
+                values = torch.matmul(x2, self._to_grid2.t()).unsqueeze(-1)  # [B, G, 1]
+            else:
+                # degree weights on a single-channel x2: the grid values of each degree are
+                # channel-free (one GEMM), then mixed per batch element by the weights
+                batch = x2.shape[0]
+                per_degree = torch.matmul(x2, self._per_degree2).view(batch, -1, self.lmax2 + 1)
+                degree_weights = weight[:, self.lmax1 + 1 : self.lmax1 + self.lmax2 + 2]
+                values = torch.matmul(per_degree, degree_weights)  # [B, G, C]
+            half = values.shape[1] // 2 if self.paired else values.shape[1]
+            f2 = values[:, :half], values[:, half:]
+        out = self._from_grid_values(f1[0] * f2[0], f1[1] * f2[1])  # [B, D_out, C]
         return out if w_out is None else out * w_out
 
     def extra_repr(self) -> str:

@@ -114,7 +114,7 @@ def test_gradcheck_and_gradgradcheck(cls, mode):
 
 def test_grid_resolution_and_exactness():
     product = GauntGridProduct(2, 3, 4, 1)
-    assert (product.res_beta, product.res_alpha) == (5, 10) and product.is_exact
+    assert (product.res_beta, product.res_alpha) == (6, 10) and product.is_exact  # even rings
     coarse = GauntGridProduct(2, 3, 4, 1, "none", res_beta=3, res_alpha=6).double()
     assert not coarse.is_exact
     x1, x2, _ = _inputs((2, 3, 4), 1, 3, True)
