@@ -83,6 +83,33 @@ class EquivariantProduct(nn.Module):
         self.dim_out = (lmax_out + 1) ** 2
         self.weight_shape: tuple[int, ...] = ()
 
+    _table_cache: dict = {}
+
+    def build_tables(self, key: tuple, builder, metadata: tuple[str, ...] = ()) -> None:
+        """Run ``builder()`` (which registers tables and sets ``metadata`` attributes) once
+        per ``key`` and class; later modules with the same key reuse its float64 tables."""
+        cache = EquivariantProduct._table_cache
+        key = (type(self).__name__, *key)
+        if key not in cache:
+            before = set(dict(self.named_buffers(recurse=False)))
+            builder()
+            buffers = {
+                name: buffer
+                for name, buffer in self.named_buffers(recurse=False)
+                if name not in before
+            }
+            tables = {name: self._tables64[name] for name in buffers if name in self._tables64}
+            others = {name: b for name, b in buffers.items() if name not in tables}
+            cache[key] = (tables, others, {name: getattr(self, name) for name in metadata})
+            return
+        tables, others, attributes = cache[key]
+        for name, table in tables.items():
+            self.register_table(name, table)
+        for name, buffer in others.items():
+            self.register_buffer(name, buffer.clone(), persistent=False)
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
     def register_table(self, name: str, table: Tensor) -> None:
         """Register a constant float64 table as a buffer in the default dtype.
 

@@ -174,7 +174,11 @@ class ClebschGordanProduct(EquivariantProduct):
                 f"lmax_out={lmax_out}"
             )
         self._init_weights(len(self.paths))
-        self._build_tables()
+        self.build_tables(
+            (lmax1, lmax2, lmax_out, paths, path_normalization),
+            self._build_tables,
+            metadata=("_groups", "_pairs"),
+        )
         self.chunk_size = 512  # batch elements per block: keeps intermediates in cache
         self.max_saved_bytes = 1 << 29  # keep weighted rows for backward up to 512 MiB
 
