@@ -104,6 +104,43 @@ def _gaunt() -> float:
     return err
 
 
+def _products_agree() -> float:
+    """Gaunt grid == Gaunt Fourier == CG with Gaunt path weights (float64)."""
+    from geobasis.products import ClebschGordanProduct, GauntFourierProduct, GauntGridProduct
+
+    gen = _gen(11)
+    x1 = torch.randn(5, 16, 3, dtype=torch.float64, generator=gen)
+    x2 = torch.randn(5, 9, dtype=torch.float64, generator=gen)
+    w = torch.randn(5, 11, 3, dtype=torch.float64, generator=gen)
+    grid = GauntGridProduct(3, 2, 3, 3, "external").double()
+    fourier = GauntFourierProduct(3, 2, 3, 3, "external").double()
+    cg = ClebschGordanProduct(3, 2, 3, 3, "external", paths="even", path_normalization="none")
+    reference = cg.double()(x1, x2, grid.clebsch_gordan_weights(w))
+    return max(
+        float((grid(x1, x2, w) - reference).abs().max()),
+        float((fourier(x1, x2, w) - reference).abs().max()),
+    )
+
+
+def _product_equivariance() -> float:
+    """CG product (odd paths: pseudotensor output) under a random reflection."""
+    from geobasis.o3 import random_orthogonal, wigner_D
+    from geobasis.products import ClebschGordanProduct
+
+    gen = _gen(12)
+    R = random_orthogonal(dtype=torch.float64, generator=gen)
+    while torch.det(R) > 0:
+        R = random_orthogonal(dtype=torch.float64, generator=gen)
+    product = ClebschGordanProduct(3, 3, 3, 4, "external", paths="odd").double()
+    x1 = torch.randn(6, 16, 4, dtype=torch.float64, generator=gen)
+    x2 = torch.randn(6, 16, dtype=torch.float64, generator=gen)
+    w = torch.randn(6, len(product.paths), 4, dtype=torch.float64, generator=gen)
+    D, D_pseudo = wigner_D(3, R), wigner_D(3, R, pseudo=True)
+    lhs = product(D @ x1, x2 @ D.t(), w)
+    rhs = D_pseudo @ product(x1, x2, w)
+    return float((lhs - rhs).abs().max())
+
+
 def _grid_round_trip() -> float:
     from geobasis.o3 import from_grid, to_grid
 
@@ -190,6 +227,8 @@ CHECKS: list[tuple[str, Callable[[], float], float]] = [
     ("clebsch_gordan equivariance", _clebsch_gordan, 1e-12),
     ("gaunt == quadrature", _gaunt, 1e-12),
     ("from_grid(to_grid(x)) == x, l<=8", _grid_round_trip, 1e-12),
+    ("Gaunt grid == Gaunt FFT == Gaunt-weighted CG", _products_agree, 1e-12),
+    ("CG product, odd paths: pseudotensor under O(3)", _product_equivariance, 1e-12),
     ("spherical_jn_all vs SciPy (rel)", _spherical_bessel, 1e-10),
     ("log_iv / log_kv vs SciPy (rel)", _log_bessel, 1e-10),
     ("PolynomialEnvelope: f, f', f'' at cutoff", _envelope, 1e-6),
