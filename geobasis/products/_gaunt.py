@@ -12,7 +12,8 @@ to paths with even :math:`l_1 + l_2 + l` with path weights
 :math:`w^{(1)}_{l_1} w^{(2)}_{l_2} w^{(o)}_{l}\, g(l_1, l_2, l)` where :math:`g` is
 :func:`geobasis.o3.gaunt_factor` (Luo et al., 2024, Eq. 4).  A Gaunt product is therefore
 symmetric in its inputs and cannot express the odd (antisymmetric, cross-product-like)
-paths; "The Price of Freedom" (Xie et al., 2025) discusses this loss of expressivity.
+paths; "The Price of Freedom" (Xie, Daigavane, Kotak & Smidt, ICML 2025) measures this loss of
+expressivity.
 
 Weights (``weights="internal"`` or ``"external"``) have shape
 ``[L1 + 1 + L2 + 1 + L_out + 1, C]``: the degree weights of ``x1``, then of ``x2``, then of
