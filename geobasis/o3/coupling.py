@@ -120,9 +120,7 @@ def _real_to_complex(l: int) -> np.ndarray:
 def _real_coupling(l1: int, l2: int, l3: int) -> np.ndarray:
     """Isometric real coupling tensor (float64), signed as e3nn's ``wigner_3j``."""
     u1, u2, u3 = _real_to_complex(l1), _real_to_complex(l2), _real_to_complex(l3)
-    c = np.einsum(
-        "ai,bj,ck,ijk->abc", u1, u2, u3.conj(), _complex_cg(l1, l2, l3), optimize=True
-    )
+    c = np.einsum("ai,bj,ck,ijk->abc", u1, u2, u3.conj(), _complex_cg(l1, l2, l3), optimize=True)
     # i^(l1+l2-l3) is e3nn's phase: it makes every path real, odd ones included
     c = c * 1j ** (l1 + l2 - l3)
     assert np.abs(c.imag).max(initial=0.0) < 1e-12
@@ -187,13 +185,14 @@ def gaunt(
 def gaunt_factor(l1: int, l2: int, l3: int) -> float:
     r"""The scalar :math:`g` with ``gaunt(l1, l2, l3) == g * clebsch_gordan(l1, l2, l3)``.
 
-    .. math::
+        .. math::
 
-        g = (-1)^{(l_1+l_2-l_3)/2} \sqrt{rac{(2l_1+1)(2l_2+1)}{4\pi(2l_3+1)}}\,
-        \langle l_1 0\, l_2 0 | l_3 0angle
+            g = (-1)^{(l_1+l_2-l_3)/2} \sqrt{rac{(2l_1+1)(2l_2+1)}{4\pi(2l_3+1)}}\,
+            \langle l_1 0\, l_2 0 | l_3 0
+    angle
 
-    for even :math:`l_1+l_2+l_3` inside the triangle, else 0.  These are the path weights
-    that turn a Clebsch–Gordan product into a Gaunt product.
+        for even :math:`l_1+l_2+l_3` inside the triangle, else 0.  These are the path weights
+        that turn a Clebsch–Gordan product into a Gaunt product.
     """
     _check_triplet(l1, l2, l3)
     if not _triangle(l1, l2, l3) or (l1 + l2 + l3) % 2:
