@@ -31,6 +31,90 @@ from geobasis.products._gaunt import GauntProduct
 __all__ = ["GauntGridProduct"]
 
 
+class _MirroredGridProduct(torch.autograd.Function):
+    """Single-channel ``x2`` with degree weights: chunked forward, hand-written backward.
+
+    Each cache-sized chunk is permuted into (even ``l+m`` | odd ``l+m``) order, weighted
+    and transformed.  The grid tensors of the forward are kept for backward when they fit
+    in ``module.max_saved_bytes`` (else recomputed).  With ``create_graph=True`` the plain
+    differentiable forward is differentiated instead (double backward).
+    """
+
+    @staticmethod
+    def _pieces(module, x1, weight, start, stop):
+        x1 = x1[start:stop]
+        weight = weight[start:stop] if weight.shape[0] > 1 else weight
+        x1_split = x1.index_select(1, module._split1)
+        w1_split = weight.index_select(1, module._split_degree1)
+        w2 = weight[:, module.lmax1 + 1 : module.lmax1 + module.lmax2 + 2]
+        w_out = weight.index_select(1, module._index_out)
+        return x1_split, w1_split, w2, w_out
+
+    @staticmethod
+    def forward(ctx, module, x1, x2, weight):  # noqa: D102
+        ctx.module = module
+        ctx.save_for_backward(x1, x2, weight)
+        keep = any(ctx.needs_input_grad[1:])
+        keep = keep and module.saved_bytes(x1) <= module.max_saved_bytes
+        ctx.kept, ctx.y, outs = [], [], []
+        size = module.chunk_size
+        for start in range(0, x1.shape[0], size):
+            x1_split, w1_split, w2, w_out = _MirroredGridProduct._pieces(
+                module, x1, weight, start, start + size
+            )
+            y_split = x1.new_empty(x1_split.shape[0], module.dim_out, x1.shape[2])
+            saved = module._mirrored_forward(
+                x1_split * w1_split, x2[start : start + size], w2, y_split
+            )
+            y = y_split.index_select(1, module._unsplitout)  # unweighted output
+            outs.append(y * w_out)
+            ctx.kept.append(saved if keep else None)
+            ctx.y.append(y)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        module = ctx.module
+        x1, x2, weight = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[1:])
+        if torch.is_grad_enabled():  # create_graph=True
+            inputs = [t for t, need in zip((x1, x2, weight), needs, strict=True) if need]
+            with torch.enable_grad():
+                out = module._plain_product(x1, x2, weight)
+                grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+            return None, *(next(grads) if need else None for need in needs)
+        need_x1, need_x2, need_w = needs
+        grads: list[list[Tensor]] = [[], [], []]
+        size = module.chunk_size
+        for n, start in enumerate(range(0, x1.shape[0], size)):
+            stop = start + size
+            x1_split, w1_split, w2, w_out = _MirroredGridProduct._pieces(
+                module, x1, weight, start, stop
+            )
+            g = grad[start:stop]
+            g_split = (g * w_out).index_select(1, module._splitout)
+            g_u, g_x2, g_w2 = module._mirrored_backward(
+                x1_split * w1_split,
+                x2[start:stop],
+                w2,
+                g_split,
+                ctx.kept[n],
+                (need_x1 or need_w, need_x2, need_w),
+            )
+            if need_x1:
+                grads[0].append((g_u * w1_split).index_select(1, module._unsplit1))
+            if need_x2:
+                grads[1].append(g_x2)
+            if need_w:
+                g_w1 = torch.matmul(module._split_sum1, g_u * x1_split)
+                g_wo = torch.matmul(module._degree_sumout, g * ctx.y[n])
+                grads[2].append(torch.cat([g_w1, g_w2, g_wo], dim=1))
+        result = [torch.cat(parts) if parts else None for parts in grads]
+        if need_w and weight.shape[0] == 1 and x1.shape[0] > 1:
+            result[2] = result[2].sum(0, keepdim=True)
+        return None, *result
+
+
 class GauntGridProduct(GauntProduct):
     r"""Pointwise product of two spherical functions, exact on a quadrature grid.
 
@@ -109,7 +193,25 @@ class GauntGridProduct(GauntProduct):
         for l in range(lmax2 + 1):
             per_degree[l * l : (l + 1) ** 2, :, l] = harmonics[:, l * l : (l + 1) ** 2].t()
         self.register_table("_per_degree2", per_degree.reshape(self.dim2, -1))
+        if self.paired:
+            # single-channel x2 with degree weights: per-degree values of (upper + lower)
+            # and (upper - lower), the two combinations the mirrored product needs
+            half = harmonics.shape[0] // 2
+            upper, lower = per_degree[:, :half], per_degree[:, half:]
+            self.register_table("_x2_sum", (upper + lower).reshape(self.dim2, -1))
+            self.register_table("_x2_diff", (upper - lower).reshape(self.dim2, -1))
+            offset_out = lmax1 + lmax2 + 2
+            for name, lmax_, offset in (("1", lmax1, 0), ("out", lmax_out, offset_out)):
+                degrees = torch.tensor([l for l in range(lmax_ + 1) for _ in range(2 * l + 1)])
+                split = torch.cat([getattr(self, f"_even{name}"), getattr(self, f"_odd{name}")])
+                self.register_buffer(f"_split{name}", split, persistent=False)
+                self.register_buffer(f"_split_degree{name}", degrees[split] + offset, False)
+                # [L+1, D]: sums the components of each degree (split order / natural order)
+                for kind, order in (("split_sum", split), ("degree_sum", torch.arange(len(split)))):
+                    summation = degrees[order][None, :] == torch.arange(lmax_ + 1)[:, None]
+                    self.register_table(f"_{kind}{name}", summation.double())
         self.chunk_size = 128  # batch elements per block: grid values stay in cache
+        self.max_saved_bytes = 1 << 29  # keep grid values for backward up to 512 MiB
 
     @property
     def is_exact(self) -> bool:
@@ -121,7 +223,77 @@ class GauntGridProduct(GauntProduct):
         return chunks(self.chunk_size, *tensors)
 
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        if self.paired and weight is not None and x2.dim() == 2 and x1.shape[0] > 0:
+            return _MirroredGridProduct.apply(self, x1, x2, weight)
         return _ChunkedProduct.apply(self, x1, x2, weight)
+
+    # ---------------------------------------------- hand-written path (the convolution case)
+    def _mirrored_forward(
+        self, u: Tensor, x2: Tensor, w2: Tensor, y_split: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        """Grid work of one chunk: weighted ``u [B, D1, C]`` in (even | odd) order, ``x2``,
+        degree weights ``w2 [B, L2+1, C]``; writes the unweighted output in (even | odd)
+        order into ``y_split`` and returns what the backward needs."""
+        batch = x2.shape[0]
+        n_even = self._to_even1.shape[1]
+        even = torch.matmul(self._to_even1, u[:, :n_even])  # [B, G/2, C]
+        odd = torch.matmul(self._to_odd1, u[:, n_even:])
+        part_a = torch.matmul(x2, self._x2_sum).view(batch, -1, self.lmax2 + 1)
+        part_b = torch.matmul(x2, self._x2_diff).view(batch, -1, self.lmax2 + 1)
+        a = torch.matmul(part_a, w2)  # weighted x2 values, upper + lower
+        b = torch.matmul(part_b, w2)  # weighted x2 values, upper - lower
+        if y_split is not None:
+            # upper f1 f2 +- lower f1 f2 with f1 = E +- O and f2 = (a +- b) / 2
+            n_out = self._from_even.shape[0]
+            y_split[:, :n_out] = torch.matmul(self._from_even, torch.addcmul(even * a, odd, b))
+            y_split[:, n_out:] = torch.matmul(self._from_odd, torch.addcmul(even * b, odd, a))
+        return even, odd, a, b, part_a, part_b
+
+    def _mirrored_backward(
+        self,
+        u: Tensor,
+        x2: Tensor,
+        w2: Tensor,
+        g_split: Tensor,
+        saved: tuple[Tensor, ...] | None,
+        needs: tuple[bool, bool, bool],
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """Gradients of one chunk w.r.t. ``u``, ``x2`` and ``w2``."""
+        if saved is None:
+            saved = self._mirrored_forward(u, x2, w2)
+        even, odd, a, b, part_a, part_b = saved
+        batch = x2.shape[0]
+        need_u, need_x2, need_w2 = needs
+        n_out = self._from_even.shape[0]
+        g_total = torch.matmul(self._from_even.t(), g_split[:, :n_out])  # [B, G/2, C]
+        g_difference = torch.matmul(self._from_odd.t(), g_split[:, n_out:])
+        g_u = g_x2 = g_w2 = None
+        if need_u:
+            g_even = torch.addcmul(g_total * a, g_difference, b)
+            g_odd = torch.addcmul(g_total * b, g_difference, a)
+            g_u = torch.cat(
+                [
+                    torch.matmul(self._to_even1.t(), g_even),
+                    torch.matmul(self._to_odd1.t(), g_odd),
+                ],
+                dim=1,
+            )
+        if need_x2 or need_w2:
+            g_a = torch.addcmul(g_total * even, g_difference, odd)
+            g_b = torch.addcmul(g_total * odd, g_difference, even)
+        if need_x2:
+            g_part_a = torch.matmul(g_a, w2.transpose(1, 2)).reshape(batch, -1)
+            g_part_b = torch.matmul(g_b, w2.transpose(1, 2)).reshape(batch, -1)
+            g_x2 = g_part_a @ self._x2_sum.t() + g_part_b @ self._x2_diff.t()
+        if need_w2:
+            g_w2 = torch.matmul(part_a.transpose(1, 2), g_a)
+            g_w2 = g_w2 + torch.matmul(part_b.transpose(1, 2), g_b)
+        return g_u, g_x2, g_w2
+
+    def saved_bytes(self, x1: Tensor) -> int:
+        """Memory the fast path keeps for backward (four grid-sized tensors)."""
+        half = self.res_beta * self.res_alpha // 2
+        return 4 * x1.shape[0] * half * x1.shape[-1] * x1.element_size()
 
     def _to_grid(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
         """``x [B, D, C]`` -> grid values, as (upper, lower) halves ``[B, G/2, C]`` each."""
