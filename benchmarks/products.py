@@ -20,6 +20,7 @@ construction time.  Writes results/products.{json,md} and results/products_scali
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -79,7 +80,13 @@ def main() -> None:
     parser.add_argument("--e3nn-lmax", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--summary", action="store_true", help="only print the summary of results/products.json"
+    )
     args = parser.parse_args()
+    if args.summary:
+        print(summary(json.loads((RESULTS / "products.json").read_text())["rows"]))
+        return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -177,8 +184,32 @@ def main() -> None:
     )
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     path = write_results(f"products{suffix}", rows, columns, "Equivariant products", notes)
+    with path.open("a") as f:
+        f.write("\n" + summary(rows) + "\n")
     plot(rows, RESULTS / f"products_scaling{suffix}.png", min(args.channels))
     print(path.read_text())
+
+
+def summary(rows: list[dict]) -> str:
+    """Forward+backward ms and speed-up over e3nn, one line per (C, L)."""
+    table = {(r["C"], r["L"], r["implementation"]): r for r in rows}
+    lines = [
+        "| C | L | e3nn even | CG even | e3nn all | CG all | Gaunt grid | Gaunt FFT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c, l in sorted({(r["C"], r["L"]) for r in rows}):
+        cells = []
+        for name in ("e3nn-even", "cg-even", "e3nn-all", "cg-all", "gaunt-grid", "gaunt-fourier"):
+            row = table.get((c, l, name))
+            if row is None:
+                cells.append("–")
+                continue
+            cell = f"{row['forward_backward_ms']:,.0f}"
+            if "speedup_forward_backward" in row:
+                cell += f" (**{row['speedup_forward_backward']:.1f}x**)"
+            cells.append(cell)
+        lines.append(f"| {c} | {l} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], path, channels: int) -> None:

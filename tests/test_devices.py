@@ -62,3 +62,17 @@ def test_edge_features_from_radius_graph_are_device_generic():
     edge_index = radius_graph(pos, 2.0)
     vec, length = edge_vectors(pos, edge_index)
     assert vec.device == pos.device and length.shape == (edge_index.shape[1],)
+
+
+@pytest.mark.parametrize("name", ["cg", "grid", "fourier"])
+def test_product_inference_compiles_without_graph_breaks(name):
+    """torch.compile(fullgraph=True) on each product's inference path."""
+    from geobasis.products import ClebschGordanProduct, GauntFourierProduct, GauntGridProduct
+
+    cls = {"cg": ClebschGordanProduct, "grid": GauntGridProduct, "fourier": GauntFourierProduct}
+    product = cls[name](2, 2, 2, 4, "external")
+    x1, x2 = torch.randn(16, 9, 4), torch.randn(16, 9)
+    w = torch.randn(16, *product.weight_shape)
+    compiled = torch.compile(product, fullgraph=True)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x1, x2, w), product(x1, x2, w), atol=1e-5)

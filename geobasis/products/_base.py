@@ -334,6 +334,11 @@ class _ChunkedProduct(torch.autograd.Function):
         return None, *result
 
 
+def needs_autograd(*tensors: Tensor | None) -> bool:
+    """Whether a custom backward is needed (grad mode on and some input requires grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def chunks(size: int, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
     """Split along the batch in blocks of ``size``; tensors with batch 1 are shared."""
     n = tensors[0].shape[0]

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
-from geobasis.products._base import EquivariantProduct
+from geobasis.products._base import EquivariantProduct, needs_autograd
 
 __all__ = ["ClebschGordanProduct", "coupling_paths"]
 
@@ -274,6 +274,17 @@ class ClebschGordanProduct(EquivariantProduct):
         return self._product_channelwise(x1, x2, weight)
 
     def _product_shared_x2(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        if torch.compiler.is_compiling():  # traced: the plain form, one graph
+            return self._shared_x2_forward(x1, x2, weight)
+        if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
+            out = x1.new_zeros(x1.shape[0], self.dim_out, x1.shape[2])
+            size = self.chunk_size
+            for start, chunk in zip(
+                range(0, x1.shape[0], size), self._chunks(x1, x2, weight), strict=True
+            ):
+                with torch.no_grad():
+                    self._shared_x2_forward(*chunk, out=out[start : start + size])
+            return out
         return _SharedX2Product.apply(self, x1, x2, weight)
 
     def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
@@ -299,7 +310,7 @@ class ClebschGordanProduct(EquivariantProduct):
             first, last = segments[0][0], segments[-1][0]
             return x1[:, first * first : (last + 1) ** 2]
         batch, channels = x1.shape[0], x1.shape[2]
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
             size = sum((2 * l1 + 1) * (stop - start) for l1, start, stop in segments)
             rows = x1.new_empty(batch, size, channels)
             offset = 0

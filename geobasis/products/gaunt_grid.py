@@ -25,7 +25,7 @@ from torch import Tensor
 
 from geobasis.o3._spherical_harmonics import spherical_harmonics
 from geobasis.o3.s2grid import s2_grid
-from geobasis.products._base import _ChunkedProduct, chunks
+from geobasis.products._base import _ChunkedProduct, chunks, needs_autograd
 from geobasis.products._gaunt import GauntProduct
 
 __all__ = ["GauntGridProduct"]
@@ -56,7 +56,13 @@ class _MirroredGridProduct(torch.autograd.Function):
         ctx.save_for_backward(x1, x2, weight)
         keep = any(ctx.needs_input_grad[1:])
         keep = keep and module.saved_bytes(x1) <= module.max_saved_bytes
-        ctx.kept, ctx.y, outs = [], [], []
+        out, ctx.kept, ctx.y = _MirroredGridProduct.run(module, x1, x2, weight, keep)
+        return out
+
+    @staticmethod
+    def run(module, x1, x2, weight, keep=False):
+        """The chunked forward: output, kept grid tensors and unweighted outputs per chunk."""
+        kept, ys, outs = [], [], []
         size = module.chunk_size
         for start in range(0, x1.shape[0], size):
             x1_split, w1_split, w2, w_out = _MirroredGridProduct._pieces(
@@ -68,9 +74,9 @@ class _MirroredGridProduct(torch.autograd.Function):
             )
             y = y_split.index_select(1, module._unsplitout)  # unweighted output
             outs.append(y * w_out)
-            ctx.kept.append(saved if keep else None)
-            ctx.y.append(y)
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+            kept.append(saved if keep else None)
+            ys.append(y)
+        return (outs[0] if len(outs) == 1 else torch.cat(outs)), kept, ys
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -223,7 +229,16 @@ class GauntGridProduct(GauntProduct):
         return chunks(self.chunk_size, *tensors)
 
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
-        if self.paired and weight is not None and x2.dim() == 2 and x1.shape[0] > 0:
+        fast = self.paired and weight is not None and x2.dim() == 2
+        if torch.compiler.is_compiling():  # traced: the plain form, one graph
+            return self._plain_product(x1, x2, weight)
+        if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
+            if fast:
+                with torch.no_grad():
+                    return _MirroredGridProduct.run(self, x1, x2, weight)[0]
+            parts = [self._plain_product(*c) for c in self._chunks(x1, x2, weight)]
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+        if fast:
             return _MirroredGridProduct.apply(self, x1, x2, weight)
         return _ChunkedProduct.apply(self, x1, x2, weight)
 

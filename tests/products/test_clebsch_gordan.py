@@ -57,9 +57,9 @@ def test_matches_e3nn_float64(float64_default, lmax, paths, shared_x2):
         assert (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max())
 
 
-@pytest.mark.parametrize("shared_x2", [True, False])
-def test_matches_e3nn_float32(shared_x2):
-    product = ClebschGordanProduct(3, 3, 3, 8, "external")
+@pytest.mark.parametrize(("lmax", "shared_x2"), [(3, True), (3, False), (4, True)])
+def test_matches_e3nn_float32(lmax, shared_x2):
+    product = ClebschGordanProduct(lmax, lmax, lmax, 8, "external")
     x1, x2, w = _inputs(product, 600, shared_x2, torch.float32)  # > one chunk
     ours = product(x1, x2, w)
     ref = _e3nn_reference(product, x1, x2, w, shared_x2)
@@ -249,9 +249,10 @@ def test_errors_are_clear():
         ClebschGordanProduct(0, 0, 0, 2, paths="odd")
     with pytest.raises(ValueError, match="lmax_out must be"):
         ClebschGordanProduct(1, 1, -1, 2)
-    if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="is on"):
-            product(x1, x2.cuda(), w)
+    with pytest.raises(ValueError, match="is on meta"):
+        product(x1, x2.to("meta"), w)
+    with pytest.raises(TypeError, match="weight is torch.float32 on meta"):
+        product(x1, x2, w.to("meta"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
