@@ -83,6 +83,11 @@ def main() -> None:
     parser.add_argument(
         "--summary", action="store_true", help="only print the summary of results/products.json"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of results/products.json for (C, L) this run does not measure",
+    )
     args = parser.parse_args()
     if args.summary:
         print(summary(json.loads((RESULTS / "products.json").read_text())["rows"]))
@@ -166,6 +171,12 @@ def main() -> None:
             + ", ".join(f"{n} {1e3 * both[n]:.0f} ms" for n in implementations)
         )
 
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    if args.merge and (RESULTS / f"products{suffix}.json").exists():
+        measured = {(r["C"], r["L"]) for r in rows}
+        old = json.loads((RESULTS / f"products{suffix}.json").read_text())["rows"]
+        rows = [r for r in old if (r["C"], r["L"]) not in measured] + rows
+        rows.sort(key=lambda r: (r["C"], r["L"]))
     columns = [
         "L",
         "C",
@@ -182,7 +193,6 @@ def main() -> None:
         "ours (cg-all vs e3nn-all; the others vs e3nn-even: the same even-path operation, "
         "for Gaunt with Gaunt path weights).  Medians of round-robin repeats after warm-up."
     )
-    suffix = "" if device.type == "cpu" else f"_{device.type}"
     path = write_results(f"products{suffix}", rows, columns, "Equivariant products", notes)
     with path.open("a") as f:
         f.write("\n" + summary(rows) + "\n")

@@ -84,8 +84,8 @@ class _SharedX2Product(torch.autograd.Function):
         ctx.module = module
         ctx.save_for_backward(x1, x2, weight)
         out = x1.new_zeros(x1.shape[0], module.dim_out, x1.shape[2])
-        # the weighted rows are needed again for the gradient of x2: keep them if they fit
-        keep = ctx.needs_input_grad[2] and weight is not None
+        # the coupled x2 and the weighted rows are needed again: keep them if they fit
+        keep = any(ctx.needs_input_grad[1:])
         keep = keep and module.saved_rows_bytes(x1) <= module.max_saved_bytes
         ctx.rows = []
         size = module.chunk_size
@@ -315,10 +315,11 @@ class ClebschGordanProduct(EquivariantProduct):
             rows = x1.new_empty(batch, size, channels)
             offset = 0
             for l1, start, stop in segments:
-                block = x1[:, l1 * l1 : (l1 + 1) ** 2]
-                for p in range(start, stop):
-                    torch.mul(block, weight[:, p, None], out=rows[:, offset : offset + 2 * l1 + 1])
-                    offset += 2 * l1 + 1
+                block = x1[:, None, l1 * l1 : (l1 + 1) ** 2]  # [B, 1, 2l1+1, C]
+                size = (2 * l1 + 1) * (stop - start)
+                target = rows[:, offset : offset + size].view(batch, stop - start, -1, channels)
+                torch.mul(block, weight[:, start:stop, None], out=target)
+                offset += size
             return rows
         parts = [
             x1[:, None, l1 * l1 : (l1 + 1) ** 2] * weight[:, start:stop, None]
@@ -330,9 +331,10 @@ class ClebschGordanProduct(EquivariantProduct):
         return getattr(self, group[1] if weighted else group[2])
 
     def saved_rows_bytes(self, x1: Tensor) -> int:
-        """Memory of the weighted rows kept for the backward pass (single-channel ``x2``)."""
+        """Memory kept for the backward pass (weighted rows and coupled ``x2``)."""
         rows = sum((2 * l1 + 1) * (stop - start) for g in self._groups for l1, start, stop in g[3])
-        return x1.shape[0] * rows * x1.shape[-1] * x1.element_size()
+        coupled = sum(getattr(self, g[1]).shape[1] for g in self._groups)
+        return x1.shape[0] * (rows * x1.shape[-1] + coupled) * x1.element_size()
 
     def _shared_x2_forward(
         self,
@@ -353,7 +355,7 @@ class ClebschGordanProduct(EquivariantProduct):
             coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
             rows = self._weighted_rows(x1, weight, segments).expand(batch, -1, -1)
             if keep is not None:
-                keep.append(rows)
+                keep.append((coupled, rows))
             if out is not None:
                 out[:, l * l : (l + 1) ** 2] = torch.bmm(coupled, rows)
                 continue
@@ -387,16 +389,18 @@ class ClebschGordanProduct(EquivariantProduct):
             l, segments = group[0], group[3]
             table = self._table(group, weight is not None)
             g = grad[:, l * l : (l + 1) ** 2].contiguous()  # [B, 2l+1, C]
+            if rows is not None:
+                coupled, weighted = rows[n_group]
+            else:
+                coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
+                weighted = None
             if need_x2:
-                if rows is not None:
-                    weighted = rows[n_group]
-                else:
+                if weighted is None:
                     weighted = self._weighted_rows(x1, weight, segments).expand(batch, -1, -1)
                 grad_coupled = torch.bmm(g, weighted.transpose(1, 2))  # [B, 2l+1, Q]
                 grad_x2.addmm_(grad_coupled.view(batch, -1), table.t())
             if not (need_x1 or need_w):
                 continue
-            coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
             grad_rows = torch.bmm(coupled.transpose(1, 2), g)  # [B, Q, C]
             if weight is None:
                 first, last = segments[0][0], segments[-1][0]
@@ -408,9 +412,10 @@ class ClebschGordanProduct(EquivariantProduct):
                 size = (2 * l1 + 1) * (stop - start)
                 gr = grad_rows[:, offset : offset + size].view(batch, stop - start, -1, channels)
                 offset += size
-                if need_x1:
-                    for n, p in enumerate(range(start, stop)):
-                        grad_x1[:, block].addcmul_(gr[:, n], weight[:, p, None])
+                if need_x1 and stop - start == 1:
+                    grad_x1[:, block].addcmul_(gr[:, 0], weight[:, start, None])
+                elif need_x1:
+                    grad_x1[:, block] += (gr * weight[:, start:stop, None]).sum(1)
                 if need_w:  # [B, P, C]: sum over m1 of grad_rows * x1
                     torch.sum(gr * x1[:, None, block], 2, out=grad_w[:, start:stop])
         return grad_x1, grad_x2, grad_w
