@@ -304,12 +304,9 @@ class _ChunkedProduct(torch.autograd.Function):
         module = ctx.module
         x1, x2, weight = ctx.saved_tensors
         needs = ctx.needs_input_grad[1:]
-        inputs = [t for t, need in zip((x1, x2, weight), needs, strict=True) if need]
         if torch.is_grad_enabled():  # create_graph=True
-            with torch.enable_grad():
-                out = module._plain_product(x1, x2, weight)
-                grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-            return None, *(next(grads) if need else None for need in needs)
+            grads = differentiable_gradients(module._plain_product, (x1, x2, weight), needs, grad)
+            return None, *grads
         parts: list[list[Tensor]] = [[] for _ in range(3)]
         for chunk in module._chunks(x1, x2, weight, grad):
             leaves = [
@@ -323,15 +320,41 @@ class _ChunkedProduct(torch.autograd.Function):
             for k, need in enumerate(needs):
                 if need:
                     parts[k].append(next(grads))
-        result = []
-        for k, (t, need) in enumerate(zip((x1, x2, weight), needs, strict=True)):
-            if not need:
-                result.append(None)
-            elif t.shape[0] == 1 and x1.shape[0] > 1:  # shared (internal) weights
-                result.append(sum(parts[k]))
-            else:
-                result.append(torch.cat(parts[k]))
-        return None, *result
+        return None, *gather_gradients(parts, (x1, x2, weight), needs)
+
+
+def differentiable_gradients(
+    forward, tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...], grad: Tensor
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``forward(*tensors)`` as a graph (``create_graph=True``): the fallback of
+    the custom backward passes when a second derivative is requested."""
+    inputs = [t for t, need in zip(tensors, needs, strict=True) if need and t is not None]
+    with torch.enable_grad():
+        out = forward(*tensors)
+        grads = torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True)
+    grads = iter(
+        torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)
+    )
+    return tuple(
+        next(grads) if need and t is not None else None
+        for t, need in zip(tensors, needs, strict=True)
+    )
+
+
+def gather_gradients(
+    parts: list[list[Tensor]], tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...]
+) -> tuple[Tensor | None, ...]:
+    """Concatenate per-chunk gradients; sum them for a tensor shared by the batch (batch 1)."""
+    batch = tensors[0].shape[0]
+    result = []
+    for part, t, need in zip(parts, tensors, needs, strict=True):
+        if not need or t is None:
+            result.append(None)
+        elif t.shape[0] == 1 and batch > 1:  # shared (internal) weights
+            result.append(sum(p.sum(0, keepdim=True) if p.shape[0] > 1 else p for p in part))
+        else:
+            result.append(torch.cat(part) if len(part) > 1 else part[0])
+    return tuple(result)
 
 
 def needs_autograd(*tensors: Tensor | None) -> bool:

@@ -42,7 +42,12 @@ import torch
 from torch import Tensor
 
 from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
-from geobasis.products._base import EquivariantProduct, needs_autograd
+from geobasis.products._base import (
+    EquivariantProduct,
+    differentiable_gradients,
+    gather_gradients,
+    needs_autograd,
+)
 
 __all__ = ["ClebschGordanProduct", "coupling_paths"]
 
@@ -101,31 +106,20 @@ class _SharedX2Product(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         module = ctx.module
         x1, x2, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad[1:]
         if torch.is_grad_enabled():
             # create_graph=True: differentiate the plain forward, so that the gradients are
             # themselves differentiable (forces trained through the product)
-            inputs = [x1, x2] + ([weight] if weight is not None else [])
-            with torch.enable_grad():
-                out = module._shared_x2_forward(x1, x2, weight)
-                grads = torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True)
-            grads = [
-                torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)
-            ]
-            return None, grads[0], grads[1], grads[2] if weight is not None else None
-        needs = ctx.needs_input_grad[1:]
-        parts = [
-            module._shared_x2_backward(*c, needs=needs, rows=rows)
-            for c, rows in zip(module._chunks(x1, x2, weight, grad), ctx.rows, strict=True)
-        ]
-        grads = []
-        for k, (t, need) in enumerate(zip((x1, x2, weight), needs, strict=True)):
-            if t is None or not need:
-                grads.append(None)
-            elif t.shape[0] == 1 and x1.shape[0] > 1:  # shared (internal) weights
-                grads.append(sum(part[k] for part in parts).sum(0, keepdim=True))
-            else:
-                grads.append(torch.cat([part[k] for part in parts]))
-        return None, *grads
+            grads = differentiable_gradients(
+                module._shared_x2_forward, (x1, x2, weight), needs, grad
+            )
+            return None, *grads
+        parts: list[list[Tensor]] = [[], [], []]
+        for chunk, rows in zip(module._chunks(x1, x2, weight, grad), ctx.rows, strict=True):
+            for k, g in enumerate(module._shared_x2_backward(*chunk, needs=needs, rows=rows)):
+                if g is not None:
+                    parts[k].append(g)
+        return None, *gather_gradients(parts, (x1, x2, weight), needs)
 
 
 class ClebschGordanProduct(EquivariantProduct):

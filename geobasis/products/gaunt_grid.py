@@ -25,7 +25,13 @@ from torch import Tensor
 
 from geobasis.o3._spherical_harmonics import spherical_harmonics
 from geobasis.o3.s2grid import s2_grid
-from geobasis.products._base import _ChunkedProduct, chunks, needs_autograd
+from geobasis.products._base import (
+    _ChunkedProduct,
+    chunks,
+    differentiable_gradients,
+    gather_gradients,
+    needs_autograd,
+)
 from geobasis.products._gaunt import GauntProduct
 
 __all__ = ["GauntGridProduct"]
@@ -84,11 +90,8 @@ class _MirroredGridProduct(torch.autograd.Function):
         x1, x2, weight = ctx.saved_tensors
         needs = tuple(ctx.needs_input_grad[1:])
         if torch.is_grad_enabled():  # create_graph=True
-            inputs = [t for t, need in zip((x1, x2, weight), needs, strict=True) if need]
-            with torch.enable_grad():
-                out = module._plain_product(x1, x2, weight)
-                grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-            return None, *(next(grads) if need else None for need in needs)
+            grads = differentiable_gradients(module._plain_product, (x1, x2, weight), needs, grad)
+            return None, *grads
         need_x1, need_x2, need_w = needs
         grads: list[list[Tensor]] = [[], [], []]
         size = module.chunk_size
@@ -115,10 +118,7 @@ class _MirroredGridProduct(torch.autograd.Function):
                 g_w1 = torch.matmul(module._split_sum1, g_u * x1_split)
                 g_wo = torch.matmul(module._degree_sumout, g * ctx.y[n])
                 grads[2].append(torch.cat([g_w1, g_w2, g_wo], dim=1))
-        result = [torch.cat(parts) if parts else None for parts in grads]
-        if need_w and weight.shape[0] == 1 and x1.shape[0] > 1:
-            result[2] = result[2].sum(0, keepdim=True)
-        return None, *result
+        return None, *gather_gradients(grads, (x1, x2, weight), needs)
 
 
 class GauntGridProduct(GauntProduct):
