@@ -177,6 +177,8 @@ def main() -> None:
         old = json.loads((RESULTS / f"products{suffix}.json").read_text())["rows"]
         rows = [r for r in old if (r["C"], r["L"]) not in measured] + rows
         rows.sort(key=lambda r: (r["C"], r["L"]))
+        kept = sorted({(r["C"], r["L"]) for r in rows} - measured)
+        args.merge_note = f"  Rows for (C, L) in {kept} are from an earlier run."
     columns = [
         "L",
         "C",
@@ -192,7 +194,7 @@ def main() -> None:
         f"{args.edges} edges, float32, {device.type}, per-edge weights.  speedup = e3nn time / "
         "ours (cg-all vs e3nn-all; the others vs e3nn-even: the same even-path operation, "
         "for Gaunt with Gaunt path weights).  Medians of round-robin repeats after warm-up."
-    )
+    ) + getattr(args, "merge_note", "")
     path = write_results(f"products{suffix}", rows, columns, "Equivariant products", notes)
     with path.open("a") as f:
         f.write("\n" + summary(rows) + "\n")

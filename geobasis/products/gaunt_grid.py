@@ -180,9 +180,9 @@ class GauntGridProduct(GauntProduct):
                 even, odd = torch.nonzero(parity == 0)[:, 0], torch.nonzero(parity == 1)[:, 0]
                 self.register_buffer(f"_even{name}", even, persistent=False)
                 self.register_buffer(f"_odd{name}", odd, persistent=False)
-                self.register_buffer(
-                    f"_unsplit{name}", torch.argsort(torch.cat([even, odd])), persistent=False
-                )
+                if name != "2":  # x2 is never produced, so it needs no inverse order
+                    unsplit = torch.argsort(torch.cat([even, odd]))
+                    self.register_buffer(f"_unsplit{name}", unsplit, persistent=False)
                 if name == "out":
                     weighted = harmonics[:half] * quadrature[:half, None]
                     self.register_table("_from_even", weighted[:, even].t().contiguous())
