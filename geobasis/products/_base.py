@@ -357,6 +357,30 @@ def gather_gradients(
     return tuple(result)
 
 
+def gradient_buffers(
+    tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...], zeroed: bool = True
+) -> list[Tensor | None]:
+    """Full-batch gradients that chunked backward passes write into (no final
+    concatenation), zeroed for passes that accumulate; ``None`` where no gradient is needed
+    or the tensor is shared by the batch (batch 1: its chunk gradients are summed instead)."""
+    batch = tensors[0].shape[0]
+    new = torch.zeros_like if zeroed else torch.empty_like
+    return [
+        new(t) if need and t is not None and (t.shape[0] > 1 or batch == 1) else None
+        for t, need in zip(tensors, needs, strict=True)
+    ]
+
+
+def accumulate_shared(
+    shared: list[Tensor | None], buffers: list[Tensor | None], grads: tuple[Tensor | None, ...]
+) -> None:
+    """Sum the chunk gradients of tensors shared by the batch (no buffer) into ``shared``."""
+    for k, (buffer, g) in enumerate(zip(buffers, grads, strict=True)):
+        if buffer is None and g is not None:
+            part = g.sum(0, keepdim=True)
+            shared[k] = part if shared[k] is None else shared[k] + part
+
+
 def needs_autograd(*tensors: Tensor | None) -> bool:
     """Whether a custom backward is needed (grad mode on and some input requires grad)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -44,8 +44,9 @@ from torch import Tensor
 from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
 from geobasis.products._base import (
     EquivariantProduct,
+    accumulate_shared,
     differentiable_gradients,
-    gather_gradients,
+    gradient_buffers,
     needs_autograd,
 )
 
@@ -114,12 +115,16 @@ class _SharedX2Product(torch.autograd.Function):
                 module._shared_x2_forward, (x1, x2, weight), needs, grad
             )
             return None, *grads
-        parts: list[list[Tensor]] = [[], [], []]
-        for chunk, rows in zip(module._chunks(x1, x2, weight, grad), ctx.rows, strict=True):
-            for k, g in enumerate(module._shared_x2_backward(*chunk, needs=needs, rows=rows)):
-                if g is not None:
-                    parts[k].append(g)
-        return None, *gather_gradients(parts, (x1, x2, weight), needs)
+        buffers = gradient_buffers((x1, x2, weight), needs)
+        shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
+        size = module.chunk_size
+        for start, chunk, rows in zip(
+            range(0, x1.shape[0], size), module._chunks(x1, x2, weight, grad), ctx.rows, strict=True
+        ):
+            out = [None if b is None else b[start : start + size] for b in buffers]
+            grads = module._shared_x2_backward(*chunk, needs=needs, rows=rows, out=out)
+            accumulate_shared(shared, buffers, grads)
+        return None, *(s if b is None else b for s, b in zip(shared, buffers, strict=True))
 
 
 class ClebschGordanProduct(EquivariantProduct):
@@ -372,13 +377,18 @@ class ClebschGordanProduct(EquivariantProduct):
         grad: Tensor,
         needs: tuple[bool, bool, bool] = (True, True, True),
         rows: list[Tensor] | None = None,
+        out: list[Tensor | None] | None = None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """Gradients of one chunk, in place and without autograd."""
+        """Gradients of one chunk, without autograd; accumulated into the zeroed tensors of
+        ``out`` where given (``None`` entries are allocated)."""
         batch, channels = x1.shape[0], x1.shape[2]
         need_x1, need_x2, need_w = needs[0], needs[1], needs[2] and weight is not None
-        grad_x1 = torch.zeros_like(x1) if need_x1 else None
-        grad_x2 = torch.zeros_like(x2) if need_x2 else None
-        grad_w = x1.new_empty(batch, *weight.shape[1:]) if need_w else None
+        out = out if out is not None else [None, None, None]
+        grad_x1 = (torch.zeros_like(x1) if out[0] is None else out[0]) if need_x1 else None
+        grad_x2 = (torch.zeros_like(x2) if out[1] is None else out[1]) if need_x2 else None
+        grad_w = None
+        if need_w:
+            grad_w = x1.new_empty(batch, *weight.shape[1:]) if out[2] is None else out[2]
         for n_group, group in enumerate(self._groups):
             l, segments = group[0], group[3]
             table = self._table(group, weight is not None)

@@ -27,9 +27,10 @@ from geobasis.o3._spherical_harmonics import spherical_harmonics
 from geobasis.o3.s2grid import s2_grid
 from geobasis.products._base import (
     _ChunkedProduct,
+    accumulate_shared,
     chunks,
     differentiable_gradients,
-    gather_gradients,
+    gradient_buffers,
     needs_autograd,
 )
 from geobasis.products._gaunt import GauntProduct
@@ -68,7 +69,8 @@ class _MirroredGridProduct(torch.autograd.Function):
     @staticmethod
     def run(module, x1, x2, weight, keep=False):
         """The chunked forward: output, kept grid tensors and unweighted outputs per chunk."""
-        kept, ys, outs = [], [], []
+        kept, ys = [], []
+        out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
         size = module.chunk_size
         for start in range(0, x1.shape[0], size):
             x1_split, w1_split, w2, w_out = _MirroredGridProduct._pieces(
@@ -79,10 +81,10 @@ class _MirroredGridProduct(torch.autograd.Function):
                 x1_split * w1_split, x2[start : start + size], w2, y_split
             )
             y = y_split.index_select(1, module._unsplitout)  # unweighted output
-            outs.append(y * w_out)
+            torch.mul(y, w_out, out=out[start : start + size])
             kept.append(saved if keep else None)
             ys.append(y)
-        return (outs[0] if len(outs) == 1 else torch.cat(outs)), kept, ys
+        return out, kept, ys
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -93,7 +95,9 @@ class _MirroredGridProduct(torch.autograd.Function):
             grads = differentiable_gradients(module._plain_product, (x1, x2, weight), needs, grad)
             return None, *grads
         need_x1, need_x2, need_w = needs
-        grads: list[list[Tensor]] = [[], [], []]
+        buffers = gradient_buffers((x1, x2, weight), needs, zeroed=False)
+        shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
+        n1, n2 = module.lmax1 + 1, module.lmax1 + module.lmax2 + 2
         size = module.chunk_size
         for n, start in enumerate(range(0, x1.shape[0], size)):
             stop = start + size
@@ -109,16 +113,27 @@ class _MirroredGridProduct(torch.autograd.Function):
                 g_split,
                 ctx.kept[n],
                 (need_x1 or need_w, need_x2, need_w),
+                None if buffers[1] is None else buffers[1][start:stop],
             )
+            n_even = g_u[0].shape[1] if g_u is not None else 0
+            halves = (slice(0, n_even), slice(n_even, None))
             if need_x1:
-                grads[0].append((g_u * w1_split).index_select(1, module._unsplit1))
-            if need_x2:
-                grads[1].append(g_x2)
+                for half, g_half, index in zip(
+                    halves, g_u, (module._even1, module._odd1), strict=True
+                ):
+                    buffers[0][start:stop].index_copy_(1, index, g_half * w1_split[:, half])
+            g_w = None
             if need_w:
-                g_w1 = torch.matmul(module._split_sum1, g_u * x1_split)
-                g_wo = torch.matmul(module._degree_sumout, g * ctx.y[n])
-                grads[2].append(torch.cat([g_w1, g_w2, g_wo], dim=1))
-        return None, *gather_gradients(grads, (x1, x2, weight), needs)
+                g_w = x1.new_empty(g.shape[0], *weight.shape[1:])
+                g_w = g_w if buffers[2] is None else buffers[2][start:stop]
+                g_w[:, :n1] = sum(
+                    torch.matmul(module._split_sum1[:, half], g_half * x1_split[:, half])
+                    for half, g_half in zip(halves, g_u, strict=True)
+                )
+                g_w[:, n1:n2] = g_w2
+                g_w[:, n2:] = torch.matmul(module._degree_sumout, g * ctx.y[n])
+            accumulate_shared(shared, buffers, (None, None, g_w))
+        return None, *(s if b is None else b for s, b in zip(shared, buffers, strict=True))
 
 
 class GauntGridProduct(GauntProduct):
@@ -272,8 +287,10 @@ class GauntGridProduct(GauntProduct):
         g_split: Tensor,
         saved: tuple[Tensor, ...] | None,
         needs: tuple[bool, bool, bool],
+        out_x2: Tensor | None = None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """Gradients of one chunk w.r.t. ``u``, ``x2`` and ``w2``."""
+        """Gradients of one chunk w.r.t. ``u`` (its even and odd parts), ``x2`` (written into
+        ``out_x2`` if given) and ``w2``."""
         if saved is None:
             saved = self._mirrored_forward(u, x2, w2)
         even, odd, a, b, part_a, part_b = saved
@@ -286,20 +303,15 @@ class GauntGridProduct(GauntProduct):
         if need_u:
             g_even = torch.addcmul(g_total * a, g_difference, b)
             g_odd = torch.addcmul(g_total * b, g_difference, a)
-            g_u = torch.cat(
-                [
-                    torch.matmul(self._to_even1.t(), g_even),
-                    torch.matmul(self._to_odd1.t(), g_odd),
-                ],
-                dim=1,
-            )
+            g_u = (torch.matmul(self._to_even1.t(), g_even), torch.matmul(self._to_odd1.t(), g_odd))
         if need_x2 or need_w2:
             g_a = torch.addcmul(g_total * even, g_difference, odd)
             g_b = torch.addcmul(g_total * odd, g_difference, even)
         if need_x2:
             g_part_a = torch.matmul(g_a, w2.transpose(1, 2)).reshape(batch, -1)
             g_part_b = torch.matmul(g_b, w2.transpose(1, 2)).reshape(batch, -1)
-            g_x2 = g_part_a @ self._x2_sum.t() + g_part_b @ self._x2_diff.t()
+            g_x2 = torch.matmul(g_part_a, self._x2_sum.t(), out=out_x2)
+            g_x2.addmm_(g_part_b, self._x2_diff.t())
         if need_w2:
             g_w2 = torch.matmul(part_a.transpose(1, 2), g_a)
             g_w2 = g_w2 + torch.matmul(part_b.transpose(1, 2), g_b)
