@@ -1,7 +1,8 @@
 """geobasis: geometric bases and equivariant building blocks for graphs and point clouds.
 
 Subpackages are imported on first use (``geobasis.o3``, ``geobasis.radial``,
-``geobasis.graph``, ``geobasis.products``, ``geobasis.testing``), so ``import geobasis`` stays fast.
+``geobasis.graph``, ``geobasis.products``, ``geobasis.nn``, ``geobasis.data``,
+``geobasis.testing``), so ``import geobasis`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["o3", "radial", "graph", "products", "testing", "typing", "__version__"]
+__all__ = [
+    "o3",
+    "radial",
+    "graph",
+    "products",
+    "nn",
+    "data",
+    "testing",
+    "typing",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -34,8 +34,11 @@ _OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=tor
 
 
 def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> None:
-    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.shape[1] != 3:
-        raise ValueError(f"pos must be a [N, 3] tensor, got {getattr(pos, 'shape', type(pos))}")
+    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.shape[1] not in (1, 2, 3):
+        raise ValueError(
+            "pos must be a [N, 3] tensor (or [N, 1] / [N, 2] for 1-D / 2-D point sets), got "
+            f"{getattr(pos, 'shape', type(pos))}"
+        )
     if not pos.is_floating_point():
         raise TypeError(f"pos must be floating point, got {pos.dtype}")
     if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
@@ -153,23 +156,29 @@ def radius_graph(
     r"""All pairs closer than ``r`` (strictly), as a PyG ``edge_index``.
 
     Args:
-        pos: ``[N, 3]`` positions.
+        pos: ``[N, 3]`` positions (``[N, 1]`` or ``[N, 2]`` for 1-D and 2-D point sets such
+            as particle fluids: they are searched as points in a plane/line of 3-D space).
         r: cutoff radius.
         batch: ``[N]`` graph index of every point (PyG's ``batch``); pairs never cross
             graphs.
         loop: include self-edges ``i -> i`` (the zero-shift ones when periodic).
         max_num_neighbors: keep only the nearest this many sources per target.
-        cell: ``[3, 3]`` or ``[B, 3, 3]`` lattice vectors (rows) for periodic systems.
-        pbc: periodic directions, ``bool``, ``[3]`` or ``[B, 3]`` (default: all
+        cell: ``[3, 3]`` or ``[B, 3, 3]`` lattice vectors (rows) for periodic systems
+            (``[d, d]`` / ``[B, d, d]`` for ``d``-dimensional points).
+        pbc: periodic directions, ``bool``, ``[d]`` or ``[B, d]`` (default: all
             periodic when a cell is given).
 
     Returns:
         ``edge_index [2, E]`` with row 0 the source :math:`j` and row 1 the target
         :math:`i` (PyG's ``source_to_target`` flow), sorted by target then source.
-        With a cell: ``(edge_index, shifts)``, ``shifts [E, 3]`` integer cell
+        With a cell: ``(edge_index, shifts)``, ``shifts [E, d]`` integer cell
         offsets such that ``pos[j] + shifts @ cell[batch[i]] - pos[i]`` is the edge vector.
     """
     _check_inputs(pos, r, batch)
+    if pos.shape[1] < 3:
+        return _lower_dimensional_radius_graph(
+            pos, r, batch, loop, max_num_neighbors, cell, pbc
+        )
     n = pos.shape[0]
     device = pos.device
     graph = torch.zeros(n, dtype=torch.long, device=device) if batch is None else batch.long()
@@ -191,6 +200,40 @@ def radius_graph(
             edge_index = edge_index[:, _edge_order(edge_index, dist2, n, max_num_neighbors)]
         return edge_index
     return _periodic_radius_graph(pos, float(r), graph, loop, max_num_neighbors, cell, pbc)
+
+
+def _lower_dimensional_radius_graph(
+    pos: Tensor,
+    r: float,
+    batch: Tensor | None,
+    loop: bool,
+    max_num_neighbors: int | None,
+    cell: Tensor | None,
+    pbc: Tensor | bool | None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """1-D / 2-D points: embedded in 3-D with zeros; a ``[d, d]`` cell gets unit, never
+    periodic, extra directions."""
+    n, dim = pos.shape
+    pos3 = torch.cat([pos, pos.new_zeros(n, 3 - dim)], dim=1)
+    if cell is None:
+        return radius_graph(pos3, r, batch, loop, max_num_neighbors, None, pbc)
+    cell = torch.as_tensor(cell, dtype=pos.dtype, device=pos.device)
+    if cell.dim() not in (2, 3) or cell.shape[-2:] != (dim, dim):
+        raise ValueError(
+            f"cell must be [{dim}, {dim}] or [B, {dim}, {dim}] for {dim}-D points, "
+            f"got {tuple(cell.shape)}"
+        )
+    cell3 = torch.eye(3, dtype=pos.dtype, device=pos.device).repeat(*cell.shape[:-2], 1, 1)
+    cell3[..., :dim, :dim] = cell
+    periodic = torch.ones(dim, dtype=torch.bool, device=pos.device) if pbc is None else pbc
+    periodic = torch.as_tensor(periodic, dtype=torch.bool, device=pos.device)
+    if periodic.dim() == 0:
+        periodic = periodic.expand(dim)
+    if periodic.shape[-1] != dim:
+        raise ValueError(f"pbc must be bool, [{dim}] or [B, {dim}], got {tuple(periodic.shape)}")
+    pbc3 = torch.cat([periodic, periodic.new_zeros(*periodic.shape[:-1], 3 - dim)], dim=-1)
+    edge_index, shifts = radius_graph(pos3, r, batch, loop, max_num_neighbors, cell3, pbc3)
+    return edge_index, shifts[:, :dim]
 
 
 def _edge_order(edge_index: Tensor, dist2: Tensor, n: int, k: int | None) -> Tensor:

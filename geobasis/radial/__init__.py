@@ -1,12 +1,14 @@
 """Radial and coordinate bases, smooth cutoffs and stable special functions."""
 
 from geobasis.radial.bases import (
+    INTERVAL_BASES,
     BesselBasis,
     BSplineBasis,
     ChebyshevBasis,
     FourierBasis,
     GaussianBasis,
     SphericalBesselBasis,
+    interval_basis,
     spherical_bessel_roots,
 )
 from geobasis.radial.cutoffs import CosineCutoff, PolynomialEnvelope
@@ -20,6 +22,8 @@ __all__ = [
     "FourierBasis",
     "BSplineBasis",
     "spherical_bessel_roots",
+    "interval_basis",
+    "INTERVAL_BASES",
     "PolynomialEnvelope",
     "CosineCutoff",
     "spherical_jn",

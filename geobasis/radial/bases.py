@@ -26,6 +26,8 @@ __all__ = [
     "FourierBasis",
     "BSplineBasis",
     "spherical_bessel_roots",
+    "interval_basis",
+    "INTERVAL_BASES",
 ]
 
 
@@ -326,3 +328,43 @@ class BSplineBasis(_IntervalBasis):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", degree={self.degree}"
+
+
+#: Names accepted by :func:`interval_basis` (the SFBC filter families).
+INTERVAL_BASES = (
+    "fourier",
+    "fourier_even",
+    "fourier_odd",
+    "chebyshev",
+    "linear",
+    "bspline",
+    "gaussian",
+)
+
+
+def interval_basis(name: str, num_basis: int, start: float = -1.0, end: float = 1.0) -> nn.Module:
+    r"""A 1-D basis on ``[start, end]`` by name, for separable filters (SFBC).
+
+    ``"fourier"`` / ``"fourier_even"`` / ``"fourier_odd"``: :class:`FourierBasis` full / even
+    (:math:`b(-s) = b(s)`) / odd (:math:`b(-s) = -b(s)`); ``"chebyshev"``:
+    :class:`ChebyshevBasis` (:math:`T_k(-s) = (-1)^k T_k(s)`); ``"linear"``: hat functions
+    (:class:`BSplineBasis` of degree 1); ``"bspline"``: cubic :class:`BSplineBasis`;
+    ``"gaussian"``: :class:`GaussianBasis` with centres spread over the interval.  On the
+    symmetric interval ``[-1, 1]`` the last three are mirror-symmetric as a set,
+    :math:`b_k(-s) = b_{N-1-k}(s)`, but no single function is even or odd.
+
+    Reference: Winchenbach & Thuerey, "Symmetric Basis Convolutions for Learning
+    Lagrangian Fluid Mechanics" (ICLR 2024), section 3.
+    """
+    if name not in INTERVAL_BASES:
+        raise ValueError(f"unknown basis {name!r}; choose one of {INTERVAL_BASES}")
+    if name.startswith("fourier"):
+        family = "full" if name == "fourier" else name.split("_")[1]
+        return FourierBasis(num_basis, family, start, end)
+    if name == "chebyshev":
+        return ChebyshevBasis(num_basis, start, end)
+    if name == "linear":
+        return BSplineBasis(num_basis, 1, start, end)
+    if name == "bspline":
+        return BSplineBasis(num_basis, 3, start, end)
+    return GaussianBasis(num_basis, end, start)

@@ -139,7 +139,7 @@ def test_empty_and_single():
 
 def test_errors():
     with pytest.raises(ValueError, match=r"\[N, 3\]"):
-        radius_graph(torch.zeros(4, 2), 1.0)
+        radius_graph(torch.zeros(4, 5), 1.0)
     with pytest.raises(ValueError, match="positive"):
         radius_graph(torch.zeros(4, 3), -1.0)
     with pytest.raises(ValueError, match="batch"):
@@ -159,3 +159,33 @@ def test_periodic_max_num_neighbors_keeps_the_nearest_images():
     )
     # of 6 face images at 1.0 and 12 edge images at sqrt(2), the 6 nearest are the faces
     assert edge_index.shape[1] == 6 and (shifts.abs().sum(-1) == 1).all()
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_lower_dimensional_points_match_brute_force(dim):
+    g = torch.Generator().manual_seed(dim)
+    pos = torch.rand(300, dim, generator=g, dtype=torch.float64) * 2 - 1
+    r = 0.2 if dim == 2 else 0.05
+    edge_index = radius_graph(pos, r)
+    dist = torch.cdist(pos, pos)
+    expected = ((dist < r) & ~torch.eye(300, dtype=torch.bool)).sum()
+    assert edge_index.shape[1] == expected
+    assert (dist[edge_index[1], edge_index[0]] < r).all()
+    # periodic box [-1, 1)^d: minimum-image distances
+    cell = 2 * torch.eye(dim, dtype=torch.float64)
+    edge_index, shifts = radius_graph(pos, r, cell=cell)
+    assert shifts.shape == (edge_index.shape[1], dim)
+    difference = torch.remainder(pos[None] - pos[:, None] + 1, 2) - 1
+    expected = ((difference.norm(dim=-1) < r) & ~torch.eye(300, dtype=torch.bool)).sum()
+    assert edge_index.shape[1] == expected
+    vec = pos[edge_index[0]] + shifts.double() @ cell - pos[edge_index[1]]
+    assert (vec.norm(dim=-1) < r).all()
+
+
+def test_lower_dimensional_errors():
+    with pytest.raises(ValueError, match=r"cell must be \[1, 1\]"):
+        radius_graph(torch.rand(5, 1), 0.1, cell=torch.eye(3))
+    with pytest.raises(ValueError, match="pbc"):
+        radius_graph(torch.rand(5, 2), 0.1, cell=torch.eye(2), pbc=[True, False, True])
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        radius_graph(torch.rand(5, 4), 0.1)

@@ -176,3 +176,25 @@ def test_spherical_bessel_basis_gradcheck_including_zero():
     (slope,) = torch.autograd.grad(basis(r0)[0, 1, 0], r0)
     expected = basis.norm[1, 0] * basis.roots[1, 0] / 5.0 / 3.0
     assert torch.allclose(slope, expected.reshape(1))
+
+
+def test_interval_bases_have_the_symmetry_they_claim():
+    from geobasis.radial import INTERVAL_BASES, interval_basis
+
+    s = torch.linspace(-1, 1, 101, dtype=torch.float64)
+    for name in INTERVAL_BASES:
+        b = interval_basis(name, 7)
+        values, mirrored = b(s), b(-s)
+        assert values.shape == (101, 7)
+        if name == "fourier_even":
+            assert torch.allclose(mirrored, values, atol=1e-14)
+        elif name == "fourier_odd":
+            assert torch.allclose(mirrored, -values, atol=1e-14)
+        elif name in ("fourier", "chebyshev"):  # every function is even or odd
+            parity = (mirrored * values).sum(0).sign()
+            assert torch.allclose(mirrored, parity * values, atol=1e-13)
+            assert (parity > 0).any() and (parity < 0).any()
+        else:  # a mirror-symmetric set: b_k(-s) = b_{N-1-k}(s)
+            assert torch.allclose(mirrored, values.flip(-1), atol=1e-13)
+    with pytest.raises(ValueError, match="unknown basis"):
+        interval_basis("wavelet", 4)
