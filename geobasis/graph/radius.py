@@ -176,9 +176,7 @@ def radius_graph(
     """
     _check_inputs(pos, r, batch)
     if pos.shape[1] < 3:
-        return _lower_dimensional_radius_graph(
-            pos, r, batch, loop, max_num_neighbors, cell, pbc
-        )
+        return _lower_dimensional_radius_graph(pos, r, batch, loop, max_num_neighbors, cell, pbc)
     n = pos.shape[0]
     device = pos.device
     graph = torch.zeros(n, dtype=torch.long, device=device) if batch is None else batch.long()

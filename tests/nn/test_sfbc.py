@@ -26,12 +26,13 @@ def _points(n, dim, seed=0):
     return torch.rand(n, dim, generator=g), torch.randn(n, 3, generator=g)
 
 
-def _explicit(conv, x, pos, edge_index, radius):
+def _explicit(conv, x, pos, edge_index, radius, shifts=None, cell=None):
     """Per-pair sum with the filter built term by term from the 1-D bases."""
     out = torch.zeros(pos.shape[0], conv.out_channels)
     bases = [interval_basis(conv.basis_name, n) for n in conv.num_basis]
-    for j, i in edge_index.t().tolist():
-        q = (pos[i] - pos[j]) / radius
+    for e, (j, i) in enumerate(edge_index.t().tolist()):
+        image = pos[j] if shifts is None else pos[j] + shifts[e].to(pos.dtype) @ cell
+        q = (pos[i] - image) / radius
         values = [b(q[a : a + 1])[0] for a, b in enumerate(bases)]
         filt = torch.zeros(conv.message_channels, conv.out_channels)
         for k, index in enumerate(itertools.product(*[range(n) for n in conv.num_basis])):
@@ -44,9 +45,10 @@ def _explicit(conv, x, pos, edge_index, radius):
     return out + conv.bias
 
 
+@pytest.mark.parametrize("per_edge", [True, False])
 @pytest.mark.parametrize("basis", INTERVAL_BASES)
 @pytest.mark.parametrize("dim", [1, 2, 3])
-def test_equals_explicit_per_pair_sum(basis, dim):
+def test_equals_explicit_per_pair_sum(basis, dim, per_edge):
     n, radius = 24, 0.45
     pos, _ = _points(n, dim, seed=dim)
     x = torch.randn(n, 2)
@@ -54,6 +56,7 @@ def test_equals_explicit_per_pair_sum(basis, dim):
     sizes = (4, 3, 5)[:dim] if basis not in ("linear", "bspline") else (5, 6, 4)[:dim]
     conv = SFBCConv(2, 3, dim, radius, basis, sizes, target_features=dim == 2, root_weight=True)
     torch.nn.init.normal_(conv.bias)
+    conv.contract_per_edge = per_edge  # both evaluation orders
     got = conv(x, pos, edge_index)
     assert torch.allclose(got, _explicit(conv, x, pos, edge_index, radius), atol=1e-12)
 
@@ -66,6 +69,53 @@ def test_symmetry_options_by_construction(dim, basis):
         conv = SFBCConv(2, 3, dim, 1.0, basis, 4 if basis != "bspline" else 5, symmetry=symmetry)
         assert torch.allclose(conv.filter(-q), sign * conv.filter(q), atol=1e-13)
         assert conv.filter(q).abs().max() > 1e-3  # not trivially zero
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"symmetry": "odd"},
+        {"symmetry": "even"},
+        {"window": "cosine"},
+        {"window": "wendland", "symmetry": "odd"},
+    ],
+)
+def test_both_evaluation_orders_agree_with_symmetry_and_window(options):
+    pos, _ = _points(40, 3, seed=5)
+    edge_index = radius_graph(pos, 0.5, loop=True)
+    x = torch.randn(40, 2)
+    conv = SFBCConv(2, 3, 3, 0.5, "chebyshev", (3, 4, 2), target_features=True, **options)
+    conv.contract_per_edge = True
+    edge = conv(x, pos, edge_index)
+    conv.contract_per_edge = False
+    assert torch.allclose(edge, conv(x, pos, edge_index), atol=1e-12)
+
+
+def test_edge_blocks_give_the_same_values_and_gradients():
+    pos, _ = _points(60, 2, seed=6)
+    edge_index = radius_graph(pos, 0.4, loop=True)
+    x = torch.randn(60, 3)
+    conv = SFBCConv(3, 2, 2, 0.4, "fourier", 4, window="cosine", symmetry="odd")
+
+    def run(chunk):
+        conv.zero_grad()
+        conv.edge_chunk_size = chunk
+        p, f = pos.clone().requires_grad_(), x.clone().requires_grad_()
+        out = conv(f, p, edge_index)
+        out.square().sum().backward()
+        return out, p.grad, f.grad, conv.weight.grad.clone()
+
+    whole, blocks = run(10**6), run(7)  # 7: many blocks, a ragged last one
+    assert edge_index.shape[1] > 100
+    for a, b in zip(whole, blocks):
+        assert torch.allclose(a, b, atol=1e-12)
+    small, _ = _points(10, 2, seed=7)
+    small_edges = radius_graph(small, 0.4)
+    conv.edge_chunk_size = 5
+    p, f = small.clone().requires_grad_(), torch.randn(10, 3, requires_grad=True)
+    assert small_edges.shape[1] > 10
+    assert torch.autograd.gradcheck(lambda f, p: conv(f, p, small_edges), (f, p))
+    assert torch.autograd.gradgradcheck(lambda f, p: conv(f, p, small_edges), (f, p))
 
 
 def test_fourier_families_have_their_parity():
@@ -147,6 +197,7 @@ def test_periodic_neighbours_equal_an_explicitly_tiled_system():
     cell = torch.tensor([[2.0]])
     edge_index, shifts = radius_graph(pos, radius, loop=True, cell=cell)
     periodic = conv(x, pos, edge_index, shifts, cell)
+    assert torch.allclose(periodic, _explicit(conv, x, pos, edge_index, radius, shifts, cell))
     tiled = torch.cat([pos - 2, pos, pos + 2])
     tiled_edges = radius_graph(tiled, radius, loop=True)
     reference = conv(x.repeat(3, 1), tiled, tiled_edges)[n : 2 * n]
