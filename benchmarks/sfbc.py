@@ -44,7 +44,9 @@ def particles(n: int, dim: int, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000, 1_000_000])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000, 1_000_000]
+    )
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-gib", type=float, default=6.0)

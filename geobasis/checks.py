@@ -220,6 +220,32 @@ def _toy_model_equivariance() -> float:
     return max(err / max(report.scales[key], 1.0) for key, err in report.errors.items())
 
 
+def _sfbc() -> float:
+    """SFBCConv: periodic translation invariance and an antisymmetric filter by construction."""
+    from geobasis.graph import radius_graph
+    from geobasis.nn import SFBCConv
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        conv = SFBCConv(2, 3, 2, 0.3, "fourier", 5, symmetry="odd", target_features=True)
+    conv = conv.double()
+    pos = torch.rand(80, 2, dtype=torch.float64, generator=_gen(7)) * 2 - 1
+    x = torch.randn(80, 2, dtype=torch.float64, generator=_gen(8))
+    cell = 2 * torch.eye(2, dtype=torch.float64)
+
+    def run(p):
+        p = torch.remainder(p + 1, 2) - 1
+        edge_index, shifts = radius_graph(p, 0.3, loop=True, cell=cell)
+        return conv(x, p, edge_index, shifts, cell)
+
+    shifted = run(pos + torch.tensor([0.77, -1.31], dtype=torch.float64))
+    q = torch.rand(100, 2, dtype=torch.float64, generator=_gen(9)) * 2 - 1
+    return max(
+        float((run(pos) - shifted).abs().max()),
+        float((conv.filter(-q) + conv.filter(q)).abs().max()),
+    )
+
+
 CHECKS: list[tuple[str, Callable[[], float], float]] = [
     ("o3.spherical_harmonics == e3nn (l<=11)", _sh_vs_e3nn, 1e-12),
     ("Y(Rx) == D(R) Y(x), O(3), l<=12", _sh_equivariance, 1e-12),
@@ -233,6 +259,7 @@ CHECKS: list[tuple[str, Callable[[], float], float]] = [
     ("log_iv / log_kv vs SciPy (rel)", _log_bessel, 1e-10),
     ("PolynomialEnvelope: f, f', f'' at cutoff", _envelope, 1e-6),
     ("radius_graph == brute force (edge diff)", _radius_graph, 0.0),
+    ("SFBCConv: periodic translation, odd filter", _sfbc, 1e-12),
     ("toy SH potential: E(3) x S_n report", _toy_model_equivariance, 1e-10),
 ]
 
