@@ -1,8 +1,23 @@
 """Layers with learnable parameters, built on ``o3``, ``radial``, ``graph`` and ``products``.
 
-``geobasis.nn.conv`` holds the PyG message-passing layers.
+``geobasis.nn.conv`` holds the PyG message-passing layers, ``geobasis.nn.models`` the
+complete models.
 """
 
-from geobasis.nn.conv import SFBC_WINDOWS, SFBCConv
+from geobasis.nn.activation import Gate, S2Activation
+from geobasis.nn.conv import PRODUCTS, SFBC_WINDOWS, EquivariantConv, SFBCConv
+from geobasis.nn.linear import EquivariantLinear
+from geobasis.nn.models import Potential
+from geobasis.nn.norm import EquivariantRMSNorm
 
-__all__ = ["SFBCConv", "SFBC_WINDOWS"]
+__all__ = [
+    "EquivariantConv",
+    "EquivariantLinear",
+    "EquivariantRMSNorm",
+    "Gate",
+    "S2Activation",
+    "Potential",
+    "PRODUCTS",
+    "SFBCConv",
+    "SFBC_WINDOWS",
+]

@@ -1,5 +1,6 @@
 """Message-passing layers (PyG ``MessagePassing``)."""
 
+from geobasis.nn.conv.equivariant import PRODUCTS, EquivariantConv
 from geobasis.nn.conv.sfbc import SFBC_WINDOWS, SFBCConv
 
-__all__ = ["SFBCConv", "SFBC_WINDOWS"]
+__all__ = ["EquivariantConv", "PRODUCTS", "SFBCConv", "SFBC_WINDOWS"]

@@ -1,0 +1,5 @@
+"""Complete models."""
+
+from geobasis.nn.models.potential import Potential
+
+__all__ = ["Potential"]
