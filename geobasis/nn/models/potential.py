@@ -214,7 +214,12 @@ class Potential(nn.Module):
         out = {"energy": energy}
         if leaves:
             # training on forces differentiates them again: keep the graph
-            grads = torch.autograd.grad(energy.sum(), leaves, create_graph=self.training)
+            grads = torch.autograd.grad(
+                energy.sum(), leaves, create_graph=self.training, allow_unused=True
+            )  # unused: no edges at all (isolated atoms) -> zero forces / stress
+            grads = [
+                torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads, strict=True)
+            ]
             if compute_forces:
                 out["forces"] = -grads[0]
             if compute_stress:
