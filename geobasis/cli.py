@@ -2,6 +2,9 @@
 
 ``geobasis check`` evaluates the bases, checks the equivariance of the built-in
 operations on random data and prints a table (exit status 1 if any check fails).
+``geobasis train`` trains a :class:`geobasis.nn.Potential` (default: on a generated
+GFN2-xTB ethanol set) and prints the test errors; ``geobasis evaluate`` scores a
+checkpoint on a dataset.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -35,6 +39,98 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _train_config(args: argparse.Namespace):
+    import dataclasses
+
+    from geobasis.train import TrainConfig
+
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(config, f.name, value)
+    return config
+
+
+def _print_report(report: dict) -> None:
+    print(
+        "\ntest split"
+        + (f" ({report['test_structures']} structures)" if "test_structures" in report else "")
+    )
+    print(f"{'':8}{'MAE':>10}{'RMSE':>10}")
+    print(f"{'energy':8}{report['energy_mae_meV']:>10.2f}{report['energy_rmse_meV']:>10.2f}  meV")
+    print(
+        f"{'forces':8}{report['force_mae_meV_per_A']:>10.2f}"
+        f"{report['force_rmse_meV_per_A']:>10.2f}  meV/Å"
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from geobasis.train import train
+
+    config = _train_config(args)
+    start = time.perf_counter()
+    report = train(config, resume=args.resume, progress=not args.quiet)
+    if report:
+        _print_report(report)
+        print(f"run folder: {config.runs_dir}/{config.name}  ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from geobasis.data.molecules import RadiusGraph
+    from geobasis.train import evaluate, load_checkpoint, load_model, load_structures
+
+    state = load_checkpoint(args.checkpoint)
+    model = load_model(args.checkpoint)
+    config = state["config"]
+    spec = args.data or config.get("test_data") or config["data"]
+    structures = load_structures(spec, config.get("num_frames", 1000), config.get("seed", 0))
+    if not args.data and not config.get("test_data"):
+        splits = json.loads((Path(args.checkpoint).parent / "splits.json").read_text())
+        structures = [structures[i] for i in splits["test"]]
+    graph = RadiusGraph(model.cutoff)
+    dtype = next(model.parameters()).dtype
+    prepared = []
+    for d in structures:
+        d = graph(d)
+        d.pos, d.energy, d.forces = d.pos.to(dtype), d.energy.to(dtype), d.forces.to(dtype)
+        prepared.append(d)
+    report = evaluate(model, prepared)
+    report.pop("predictions")
+    report["test_structures"] = len(prepared)
+    _print_report(report)
+    return 0
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from geobasis.train import TrainConfig
+
+    parser.add_argument("--config", help="YAML file of config keys (flags override it)")
+    parser.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
+        if f.name in ("train_size", "val_size", "test_size"):
+            kind = _int_or_float
+        elif kind is None:
+            kind = float if "float" in str(f.type) else (int if "int" in str(f.type) else str)
+        parser.add_argument(
+            flag, dest=f.name, type=kind, default=None, help=f"default: {f.default!r}"
+        )
+
+
+def _int_or_float(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="geobasis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch threads (default: torch's choice)"
     )
     check.set_defaults(func=_check)
+    train = sub.add_parser("train", help="train a Potential (default: xTB ethanol, < 10 min)")
+    _add_train_flags(train)
+    train.set_defaults(func=_train)
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint on a dataset")
+    evaluate.add_argument("checkpoint", help="runs/<name>/best.pt")
+    evaluate.add_argument("--data", help="dataset (default: the run's test split)")
+    evaluate.set_defaults(func=_evaluate)
     args = parser.parse_args(argv)
     return args.func(args)
 

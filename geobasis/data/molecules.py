@@ -1,0 +1,279 @@
+r"""Molecular datasets as lists of PyG ``Data``: rMD17, extended XYZ, and xTB molecular dynamics.
+
+Every structure becomes ``Data(pos [N, 3], z [N], energy [1], forces [N, 3])`` in Å and
+eV (float64), plus ``cell [1, 3, 3]``, ``pbc [1, 3]`` and ``stress [1, 3, 3]`` when
+present.  Readers name the file in every error; generated data is cached atomically
+(written to a temporary file, then renamed), so an interrupted run leaves no
+half-written cache behind.
+
+* :func:`read_rmd17`: the revised MD17 ``.npz`` files (Christensen & von Lilienfeld,
+  "On the role of gradients for machine learning of molecular energies and forces",
+  2020): keys ``nuclear_charges``, ``coords`` (Å), ``energies`` (kcal/mol), ``forces``
+  (kcal/mol/Å), converted to eV with 1 kcal/mol = 0.0433641 eV.
+* :func:`read_extxyz`: extended XYZ through ASE (energy, forces, stress, cell).
+* :func:`xtb_md_dataset`: Langevin molecular dynamics of a named small molecule with
+  GFN2-xTB (Bannwarth, Ehlert & Grimme, JCTC 2019, through ``tblite``), deterministic for
+  a seed, labelled with energies and forces: the built-in dataset, no download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from tqdm import tqdm
+
+__all__ = [
+    "KCAL_PER_MOL_IN_EV",
+    "read_rmd17",
+    "read_extxyz",
+    "xtb_md_dataset",
+    "cache_dir",
+    "random_split",
+    "RadiusGraph",
+]
+
+KCAL_PER_MOL_IN_EV = 0.043364104241800934  # 1 kcal/mol in eV (CODATA 2018)
+_RMD17_KEYS = ("nuclear_charges", "coords", "energies", "forces")
+
+
+def _structure(
+    z: np.ndarray,
+    pos: np.ndarray,
+    energy: float | None,
+    forces: np.ndarray | None,
+    cell: np.ndarray | None = None,
+    pbc: np.ndarray | None = None,
+    stress: np.ndarray | None = None,
+) -> Data:
+    data = Data(
+        pos=torch.as_tensor(np.asarray(pos, dtype=np.float64)),
+        z=torch.as_tensor(np.asarray(z, dtype=np.int64)),
+    )
+    if energy is not None:
+        data.energy = torch.tensor([float(energy)], dtype=torch.float64)
+    if forces is not None:
+        data.forces = torch.as_tensor(np.asarray(forces, dtype=np.float64))
+    if cell is not None:
+        data.cell = torch.as_tensor(np.asarray(cell, dtype=np.float64)).reshape(1, 3, 3)
+        data.pbc = torch.as_tensor(np.asarray(pbc, dtype=bool)).reshape(1, 3)
+    if stress is not None:
+        data.stress = torch.as_tensor(np.asarray(stress, dtype=np.float64)).reshape(1, 3, 3)
+    return data
+
+
+def read_rmd17(path: str | os.PathLike) -> list[Data]:
+    """Read an rMD17 ``.npz`` file (energies and forces converted to eV, eV/Å)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in _RMD17_KEYS if k not in archive.files]
+            if missing:
+                raise ValueError(
+                    f"{path}: not an rMD17 file, missing keys {missing} (has {archive.files})"
+                )
+            z = archive["nuclear_charges"]
+            coords, energies, forces = archive["coords"], archive["energies"], archive["forces"]
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise ValueError(
+            f"{path}: cannot read the .npz file (corrupted or truncated?): {error}"
+        ) from error
+    frames = coords.shape[0]
+    if coords.shape != (frames, len(z), 3) or forces.shape != coords.shape:
+        raise ValueError(
+            f"{path}: inconsistent shapes: coords {coords.shape}, forces {forces.shape}, "
+            f"{len(z)} atoms"
+        )
+    if energies.shape[0] != frames:
+        raise ValueError(f"{path}: {energies.shape[0]} energies for {frames} frames")
+    return [
+        _structure(z, coords[f], energies[f] * KCAL_PER_MOL_IN_EV, forces[f] * KCAL_PER_MOL_IN_EV)
+        for f in range(frames)
+    ]
+
+
+def read_extxyz(path: str | os.PathLike, index: str = ":") -> list[Data]:
+    """Read an extended XYZ file with ASE (energy, forces, stress and cell when present)."""
+    from ase.io import read
+
+    path = Path(path)
+    try:
+        images = read(path, index=index)
+    except Exception as error:  # ASE raises many kinds on a bad file
+        raise ValueError(f"{path}: cannot read as extended XYZ: {error}") from error
+    images = images if isinstance(images, list) else [images]
+    out = []
+    for n, atoms in enumerate(images):
+        energy = atoms.info.get("energy", atoms.info.get("Energy"))
+        forces = atoms.arrays.get("forces")
+        stress = atoms.info.get("stress")
+        if atoms.calc is not None:
+            results = atoms.calc.results
+            energy = results.get("energy", energy)
+            forces = results.get("forces", forces)
+            stress = results.get("stress", stress)
+        if stress is not None and np.size(stress) == 6:  # Voigt -> full
+            from ase.stress import voigt_6_to_full_3x3_stress
+
+            stress = voigt_6_to_full_3x3_stress(stress)
+        periodic = bool(np.any(atoms.pbc))
+        if energy is None:
+            raise ValueError(f"{path}: structure {n} has no energy")
+        out.append(
+            _structure(
+                atoms.numbers,
+                atoms.positions,
+                energy,
+                forces,
+                atoms.cell.array if periodic else None,
+                atoms.pbc if periodic else None,
+                stress,
+            )
+        )
+    return out
+
+
+def cache_dir() -> Path:
+    """``$GEOBASIS_CACHE``, else ``$XDG_CACHE_HOME/geobasis``, else ``~/.cache/geobasis``."""
+    if os.environ.get("GEOBASIS_CACHE"):
+        return Path(os.environ["GEOBASIS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "geobasis"
+
+
+def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def xtb_md_dataset(
+    molecule: str = "ethanol",
+    num_frames: int = 1000,
+    temperature: float = 500.0,
+    timestep_fs: float = 0.5,
+    stride: int = 10,
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool = True,
+) -> list[Data]:
+    """Langevin MD of ``molecule`` with GFN2-xTB, every ``stride``-th step labelled.
+
+    Args:
+        molecule: a name known to ``ase.build.molecule`` (``"ethanol"`` maps to
+            ``CH3CH2OH``; e.g. ``"CH4"``, ``"H2O"``, ``"C6H6"``).
+        num_frames: frames returned, after an equilibration of ``20 * stride`` steps.
+        temperature: thermostat temperature in K (friction 0.02 / fs).
+        timestep_fs: integration step in fs.
+        stride: MD steps between frames (decorrelation).
+        seed: initial velocities and Langevin noise; equal seeds give equal data.
+        cache: read/write ``cache_dir()/xtb_<molecule>_<hash>.npz`` (atomic writes).
+    """
+    key = f"{molecule}-{num_frames}-{temperature}-{timestep_fs}-{stride}-{seed}"
+    name = f"xtb_{molecule}_{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
+    path = cache_dir() / name
+    if cache and path.exists():
+        try:
+            return _read_cached(path)
+        except ValueError:
+            path.unlink(missing_ok=True)  # a damaged cache is regenerated
+    z, coords, energies, forces = _run_xtb_md(
+        molecule, num_frames, temperature, timestep_fs, stride, seed, progress
+    )
+    if cache:
+        _atomic_save_npz(
+            path, nuclear_charges=z, coords=coords, energies_ev=energies, forces_ev=forces
+        )
+    return [_structure(z, coords[f], energies[f], forces[f]) for f in range(num_frames)]
+
+
+def _read_cached(path: Path) -> list[Data]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            z, coords = archive["nuclear_charges"], archive["coords"]
+            energies, forces = archive["energies_ev"], archive["forces_ev"]
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
+        raise ValueError(f"{path}: damaged cache file: {error}") from error
+    return [_structure(z, coords[f], energies[f], forces[f]) for f in range(len(energies))]
+
+
+def _run_xtb_md(molecule, num_frames, temperature, timestep_fs, stride, seed, progress):
+    from ase import units
+    from ase.build import molecule as build_molecule
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from tblite.ase import TBLite
+
+    atoms = build_molecule("CH3CH2OH" if molecule == "ethanol" else molecule)
+    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    rng = np.random.RandomState(seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    dynamics = Langevin(
+        atoms,
+        timestep_fs * units.fs,
+        temperature_K=temperature,
+        friction=0.02 / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+    dynamics.run(20 * stride)  # equilibrate
+    coords, energies, forces = [], [], []
+    for _ in tqdm(range(num_frames), desc=f"xTB MD {molecule}", disable=not progress):
+        dynamics.run(stride)
+        coords.append(atoms.positions.copy())
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces().copy())
+    return atoms.numbers.copy(), np.stack(coords), np.array(energies), np.stack(forces)
+
+
+def random_split(num: int, sizes: Sequence[int | float], seed: int = 0) -> list[Tensor]:
+    """Disjoint random index sets of the given sizes (ints, or fractions of ``num``)."""
+    counts = [int(round(s * num)) if isinstance(s, float) else int(s) for s in sizes]
+    if sum(counts) > num or any(c < 0 for c in counts):
+        raise ValueError(f"split sizes {counts} do not fit {num} structures")
+    order = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
+    out, start = [], 0
+    for count in counts:
+        out.append(order[start : start + count].sort().values)
+        start += count
+    return out
+
+
+class RadiusGraph:
+    """PyG-style transform: add ``edge_index`` (and periodic ``shifts``) within ``cutoff``."""
+
+    def __init__(self, cutoff: float) -> None:
+        self.cutoff = float(cutoff)
+
+    def __call__(self, data: Data) -> Data:
+        from geobasis.graph import radius_graph
+
+        data = data.clone()
+        cell = getattr(data, "cell", None)
+        if cell is not None:
+            data.edge_index, data.shifts = radius_graph(
+                data.pos,
+                self.cutoff,
+                cell=cell.reshape(-1, 3, 3)[0],
+                pbc=getattr(data, "pbc", None),
+            )
+        else:
+            data.edge_index = radius_graph(data.pos, self.cutoff)
+        return data
+
+    def __repr__(self) -> str:
+        return f"RadiusGraph(cutoff={self.cutoff})"

@@ -1,0 +1,15 @@
+"""Training of potentials: configuration, loop, checkpoints, plots (``geobasis train``)."""
+
+from geobasis.train.checkpoint import load_checkpoint, save_checkpoint
+from geobasis.train.config import TrainConfig
+from geobasis.train.trainer import evaluate, load_model, load_structures, train
+
+__all__ = [
+    "TrainConfig",
+    "train",
+    "evaluate",
+    "load_model",
+    "load_structures",
+    "save_checkpoint",
+    "load_checkpoint",
+]

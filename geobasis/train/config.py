@@ -1,0 +1,77 @@
+"""Training configuration: one dataclass, every field a ``geobasis train`` flag and a YAML key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as ``runs/<name>/config.yaml``."""
+
+    # data: "xtb:<molecule>" (generated and cached), or a path to an rMD17 .npz or .xyz
+    data: str = "xtb:ethanol"
+    test_data: str | None = None  # a separate test file (e.g. the rMD17 test split)
+    num_frames: int = 1000  # xTB frames to generate
+    train_size: int | float = 800
+    val_size: int | float = 100
+    test_size: int | float = 100
+    # model
+    channels: int = 32
+    lmax: int = 2
+    num_layers: int = 3
+    cutoff: float = 5.0
+    num_radial: int = 8
+    radial_hidden: int = 32
+    product: str = "cg"
+    nonlinearity: str = "gate"
+    # optimisation
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 5e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.0
+    energy_weight: float = 1.0
+    force_weight: float = 10.0
+    ema_decay: float = 0.99
+    grad_clip: float = 10.0
+    max_minutes: float | None = None  # stop (and finish cleanly) after this wall time
+    # run
+    name: str | None = None
+    runs_dir: str = "runs"
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        import yaml
+
+        with open(path) as file:
+            values = yaml.safe_load(file) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a YAML mapping of config keys was expected")
+        return cls.from_dict(values)
+
+    def to_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -1,0 +1,393 @@
+"""Training loop for :class:`geobasis.nn.Potential`: energies and forces, EMA, checkpoints,
+resumption, data-parallel processes, and a test report.
+
+The loss per batch is
+
+.. math::
+
+    \\mathcal L = w_E \\Big\\langle \\Big(\\frac{E - \\hat E}{N\\, \\sigma}\\Big)^2 \\Big\\rangle
+        + w_F \\Big\\langle \\Big(\\frac{F - \\hat F}{\\sigma}\\Big)^2 \\Big\\rangle
+
+with :math:`\\sigma` the RMS force of the training set (so both terms are of unit scale)
+and :math:`N` the number of atoms.  Batches come in an order fixed by ``(seed, epoch)``,
+so a run resumed from any checkpoint (end of epoch, or every ``checkpoint_every`` steps)
+replays exactly what the uninterrupted run would have done.  With several processes
+(``torchrun``), every rank takes its share of each batch order and gradients are
+averaged with an all-reduce before each step (gloo on CPU, NCCL on CUDA), so all ranks
+hold identical parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.loader import DataLoader
+from tqdm import tqdm
+
+from geobasis.data.molecules import (
+    RadiusGraph,
+    random_split,
+    read_extxyz,
+    read_rmd17,
+    xtb_md_dataset,
+)
+from geobasis.nn import Potential
+from geobasis.train.checkpoint import load_checkpoint, save_checkpoint
+from geobasis.train.config import TrainConfig
+
+__all__ = ["train", "evaluate", "load_structures", "load_model"]
+
+_METRIC_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_energy_mae_meV",
+    "val_force_mae_meV_per_A",
+    "seconds",
+]
+
+
+def load_structures(spec: str, num_frames: int = 1000, seed: int = 0) -> list:
+    """``"xtb:<molecule>"`` (generated, cached), an rMD17 ``.npz`` or an (extended) ``.xyz``."""
+    if spec.startswith("xtb:"):
+        return xtb_md_dataset(spec[4:], num_frames=num_frames, seed=seed)
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {spec}: no such file (or use 'xtb:<molecule>')")
+    if path.suffix == ".npz":
+        return read_rmd17(path)
+    if path.suffix in (".xyz", ".extxyz"):
+        return read_extxyz(path)
+    raise ValueError(f"--data {spec}: unknown format; use an rMD17 .npz or an extended .xyz")
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def _prepare(structures: list, cutoff: float, dtype: torch.dtype) -> list:
+    graph = RadiusGraph(cutoff)
+    out = []
+    for data in structures:
+        data = graph(data)
+        for key in ("pos", "energy", "forces", "cell", "stress"):
+            if getattr(data, key, None) is not None:
+                data[key] = data[key].to(dtype)
+        out.append(data)
+    return out
+
+
+class _EMA:
+    """Exponential moving average of the parameters, swapped in for evaluation."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: p.detach().clone() for k, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for name, p in model.named_parameters():
+            self.shadow[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            saved = p.detach().clone()
+            p.copy_(self.shadow[name])
+            self.shadow[name] = saved
+
+
+def _loss(out: dict, batch, force_rms: float, config: TrainConfig) -> torch.Tensor:
+    atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(out["energy"].dtype)
+    energy_error = (out["energy"] - batch.energy) / (atoms * force_rms)
+    force_error = (out["forces"] - batch.forces) / force_rms
+    return config.energy_weight * energy_error.square().mean() + config.force_weight * (
+        force_error.square().mean()
+    )
+
+
+def evaluate(model: Potential, structures: list, batch_size: int = 32, device="cpu") -> dict:
+    """Energy (meV per structure) and force (meV/Å per component) MAE and RMSE."""
+    model.eval()
+    sums = {"e_abs": 0.0, "e_sq": 0.0, "f_abs": 0.0, "f_sq": 0.0, "graphs": 0, "forces": 0}
+    predictions: dict[str, list] = {"energy": [], "energy_ref": [], "forces": [], "forces_ref": []}
+    for batch in DataLoader(structures, batch_size=batch_size):
+        batch = batch.to(device)
+        out = model(batch)
+        e = (out["energy"] - batch.energy).detach().double()
+        f = (out["forces"] - batch.forces).detach().double()
+        sums["e_abs"] += float(e.abs().sum())
+        sums["e_sq"] += float(e.square().sum())
+        sums["f_abs"] += float(f.abs().sum())
+        sums["f_sq"] += float(f.square().sum())
+        sums["graphs"] += e.numel()
+        sums["forces"] += f.numel()
+        predictions["energy"].append(out["energy"].detach().cpu())
+        predictions["energy_ref"].append(batch.energy.cpu())
+        predictions["forces"].append(out["forces"].detach().cpu().flatten())
+        predictions["forces_ref"].append(batch.forces.cpu().flatten())
+    n, m = max(sums["graphs"], 1), max(sums["forces"], 1)
+    return {
+        "energy_mae_meV": 1e3 * sums["e_abs"] / n,
+        "energy_rmse_meV": 1e3 * math.sqrt(sums["e_sq"] / n),
+        "force_mae_meV_per_A": 1e3 * sums["f_abs"] / m,
+        "force_rmse_meV_per_A": 1e3 * math.sqrt(sums["f_sq"] / m),
+        "predictions": {k: torch.cat(v) for k, v in predictions.items() if v},
+    }
+
+
+def load_model(path: str | Path, ema: bool = True) -> Potential:
+    """A :class:`Potential` from a checkpoint (``best.pt`` / ``last.pt``), EMA weights by
+    default."""
+    state = load_checkpoint(path)
+    model = Potential(**state["model_config"])
+    model.load_state_dict(state["model"])
+    if ema and state.get("ema"):
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(state["ema"][name])
+    return model.eval()
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state()}
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metric rows beyond the checkpoint a resumed run restarts from."""
+    if not path.exists():
+        return
+    with open(path, newline="") as file:
+        rows = [r for r in csv.DictReader(file) if int(r["epoch"]) <= epochs_done]
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=_METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the test metrics (rank 0)."""
+    rank, world = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
+    run_dir = Path(config.runs_dir) / name
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    state = None
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint {last}; start the run without it")
+        state = load_checkpoint(last)
+        config = TrainConfig.from_dict({**state["config"], "max_minutes": config.max_minutes})
+    elif last.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume or another --name")
+    config.name = name
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    device = torch.device(config.device)
+    dtype = torch.get_default_dtype()
+
+    structures = load_structures(config.data, config.num_frames, config.seed)
+    if config.test_data:
+        train_idx, val_idx = random_split(
+            len(structures), [config.train_size, config.val_size], config.seed
+        )
+        test_set = load_structures(config.test_data, config.num_frames, config.seed)
+        test_idx = torch.arange(len(test_set))
+        if isinstance(config.test_size, int) and config.test_size < len(test_set):
+            test_idx = test_idx[: config.test_size]
+        test_set = [test_set[i] for i in test_idx.tolist()]
+    else:
+        train_idx, val_idx, test_idx = random_split(
+            len(structures), [config.train_size, config.val_size, config.test_size], config.seed
+        )
+        test_set = [structures[i] for i in test_idx.tolist()]
+    splits = {"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist()}
+    train_set = _prepare([structures[i] for i in splits["train"]], config.cutoff, dtype)
+    val_set = _prepare([structures[i] for i in splits["val"]], config.cutoff, dtype)
+    test_set = _prepare(test_set, config.cutoff, dtype)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+        (run_dir / "splits.json").write_text(json.dumps(splits))
+
+    neighbours = sum(d.edge_index.shape[1] for d in train_set) / sum(d.num_nodes for d in train_set)
+    model = Potential(
+        channels=config.channels,
+        lmax=config.lmax,
+        num_layers=config.num_layers,
+        cutoff=config.cutoff,
+        num_radial=config.num_radial,
+        radial_hidden=config.radial_hidden,
+        product=config.product,
+        nonlinearity=config.nonlinearity,
+        avg_num_neighbors=max(neighbours, 1.0),
+    ).to(device)
+    from torch_geometric.data import Batch
+
+    everything = Batch.from_data_list(train_set)
+    model.fit_reference_energies(everything.z, everything.batch, everything.energy)
+    force_rms = float(everything.forces.square().mean().sqrt().clamp(min=1e-6))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * world))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_lr
+    )
+    ema = _EMA(model, config.ema_decay)
+    start_epoch, start_step, global_step, best_val = 0, 0, 0, math.inf
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ema.shadow = {k: v.to(device) for k, v in state["ema"].items()}
+        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+        global_step, best_val = state["global_step"], state["best_val"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if rank == 0:
+            _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+
+    def checkpoint(epoch: int, step_in_epoch: int, path: Path) -> None:
+        if rank != 0:
+            return
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "ema": ema.shadow,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "global_step": global_step,
+                "best_val": best_val,
+                "rng": _rng_state(),
+                "config": config.to_dict(),
+                "model_config": model.config,
+            },
+            path,
+        )
+
+    started = time.perf_counter()
+    out_of_time = False
+    metrics_path = run_dir / "metrics.csv"
+    for epoch in range(start_epoch, config.epochs):
+        order = torch.randperm(
+            len(train_set), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        )
+        mine = order[rank::world].tolist()
+        loader = DataLoader([train_set[i] for i in mine], batch_size=config.batch_size)
+        losses = []
+        bar = tqdm(
+            total=len(loader),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress or rank != 0,
+            leave=False,
+        )
+        for step, batch in enumerate(loader):
+            if step < start_step:  # resumed mid-epoch: these steps are done
+                bar.update(1)
+                continue
+            model.train()
+            batch = batch.to(device)
+            loss = _loss(model(batch), batch, force_rms, config)
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            if world > 1:
+                for p in model.parameters():
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= world
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            ema.update(model, global_step)
+            global_step += 1
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                checkpoint(epoch, step + 1, last)
+            if config.max_minutes and time.perf_counter() - started > 60 * config.max_minutes:
+                out_of_time = True
+                break
+        bar.close()
+        start_step = 0
+        ema.swap(model)
+        val = evaluate(model, val_set, device=device)
+        val_loss = val["energy_mae_meV"] / 1e3 + val["force_mae_meV_per_A"] / 1e3
+        if rank == 0 and val_loss < best_val:
+            best_val = val_loss
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "ema": {},
+                    "model_config": model.config,
+                    "config": config.to_dict(),
+                    "epoch": epoch + 1,
+                },
+                best,
+            )
+        ema.swap(model)
+        row = {
+            "epoch": epoch + 1,
+            "step": global_step,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": sum(losses) / max(len(losses), 1),
+            "val_loss": val_loss,
+            "val_energy_mae_meV": val["energy_mae_meV"],
+            "val_force_mae_meV_per_A": val["force_mae_meV_per_A"],
+            "seconds": time.perf_counter() - started,
+        }
+        if rank == 0:
+            new = not metrics_path.exists()
+            with open(metrics_path, "a", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=_METRIC_FIELDS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            if progress:
+                print(
+                    f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  val E "
+                    f"{row['val_energy_mae_meV']:.1f} meV  F "
+                    f"{row['val_force_mae_meV_per_A']:.1f} meV/Å  "
+                    f"({row['seconds']:.0f} s)"
+                )
+        checkpoint(epoch + 1, 0, last)
+        if out_of_time:
+            break
+    if world > 1:
+        torch.distributed.barrier()
+    if rank != 0:
+        return {}
+    best_model = load_model(best).to(device)
+    test = evaluate(best_model, test_set, device=device)
+    predictions = test.pop("predictions")
+    report = {
+        **test,
+        "test_structures": len(test_set),
+        "epochs": epoch + 1,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    (run_dir / "test_metrics.json").write_text(json.dumps(report, indent=2))
+    try:
+        from geobasis.train.plots import learning_curve, parity_plot
+
+        learning_curve(metrics_path, run_dir / "learning_curve.png")
+        parity_plot(predictions, run_dir / "parity.png")
+    except ImportError:  # matplotlib is optional
+        pass
+    return report
