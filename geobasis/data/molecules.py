@@ -191,7 +191,7 @@ def xtb_md_dataset(
             return _read_cached(path)
         except ValueError:
             path.unlink(missing_ok=True)  # a damaged cache is regenerated
-    z, coords, energies, forces = _run_xtb_md(
+    z, coords, energies, forces = _run_xtb_md_single_threaded(
         molecule, num_frames, temperature, timestep_fs, stride, seed, progress
     )
     if cache:
@@ -209,6 +209,34 @@ def _read_cached(path: Path) -> list[Data]:
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
         raise ValueError(f"{path}: damaged cache file: {error}") from error
     return [_structure(z, coords[f], energies[f], forces[f]) for f in range(len(energies))]
+
+
+def _run_xtb_md_single_threaded(*args) -> tuple[np.ndarray, ...]:
+    """Run :func:`_run_xtb_md` in a child process with one OpenMP thread: threaded
+    reductions in xTB differ in the last bits from run to run, and MD amplifies them, so
+    only a single-threaded run is reproducible bit for bit."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "md.npz"
+        code = (
+            "import sys, numpy as np; from geobasis.data.molecules import _run_xtb_md; "
+            f"r = _run_xtb_md(*{args!r}); "
+            f"np.savez({str(target)!r}, z=r[0], coords=r[1], energies=r[2], forces=r[3])"
+        )
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=None if args[-1] else subprocess.PIPE,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"xTB molecular dynamics failed:\n{result.stderr}")
+        with np.load(target) as archive:
+            return tuple(archive[k] for k in ("z", "coords", "energies", "forces"))
 
 
 def _run_xtb_md(molecule, num_frames, temperature, timestep_fs, stride, seed, progress):

@@ -31,7 +31,7 @@ class TrainConfig:
     product: str = "cg"
     nonlinearity: str = "gate"
     # optimisation
-    epochs: int = 60
+    epochs: int = 35
     batch_size: int = 8
     lr: float = 5e-3
     min_lr: float = 1e-5
@@ -40,7 +40,7 @@ class TrainConfig:
     force_weight: float = 10.0
     ema_decay: float = 0.99
     grad_clip: float = 10.0
-    max_minutes: float | None = None  # stop (and finish cleanly) after this wall time
+    max_minutes: float | None = 9.0  # stop (and finish cleanly) after this wall time
     # run
     name: str | None = None
     runs_dir: str = "runs"

@@ -57,10 +57,12 @@ _METRIC_FIELDS = [
 ]
 
 
-def load_structures(spec: str, num_frames: int = 1000, seed: int = 0) -> list:
+def load_structures(
+    spec: str, num_frames: int = 1000, seed: int = 0, progress: bool = True
+) -> list:
     """``"xtb:<molecule>"`` (generated, cached), an rMD17 ``.npz`` or an (extended) ``.xyz``."""
     if spec.startswith("xtb:"):
-        return xtb_md_dataset(spec[4:], num_frames=num_frames, seed=seed)
+        return xtb_md_dataset(spec[4:], num_frames=num_frames, seed=seed, progress=progress)
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"--data {spec}: no such file (or use 'xtb:<molecule>')")
@@ -203,12 +205,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     device = torch.device(config.device)
     dtype = torch.get_default_dtype()
 
-    structures = load_structures(config.data, config.num_frames, config.seed)
+    structures = load_structures(config.data, config.num_frames, config.seed, progress)
     if config.test_data:
         train_idx, val_idx = random_split(
             len(structures), [config.train_size, config.val_size], config.seed
         )
-        test_set = load_structures(config.test_data, config.num_frames, config.seed)
+        test_set = load_structures(config.test_data, config.num_frames, config.seed, progress)
         test_idx = torch.arange(len(test_set))
         if isinstance(config.test_size, int) and config.test_size < len(test_set):
             test_idx = test_idx[: config.test_size]
@@ -285,6 +287,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     started = time.perf_counter()
     out_of_time = False
     metrics_path = run_dir / "metrics.csv"
+    epoch = start_epoch - 1  # the last finished epoch, if the loop has nothing left to do
     for epoch in range(start_epoch, config.epochs):
         order = torch.randperm(
             len(train_set), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
@@ -369,7 +372,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         checkpoint(epoch + 1, 0, last)
         if out_of_time:
             break
-    if world > 1:
+    checksums = [float(sum(p.detach().double().sum() for p in model.parameters()))]
+    if world > 1:  # every rank must hold the same parameters: gather one checksum each
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, checksums[0])
+        checksums = gathered
         torch.distributed.barrier()
     if rank != 0:
         return {}
@@ -381,6 +388,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         "test_structures": len(test_set),
         "epochs": epoch + 1,
         "wall_seconds": time.perf_counter() - started,
+        "world_size": world,
+        "parameter_checksums": checksums,
     }
     (run_dir / "test_metrics.json").write_text(json.dumps(report, indent=2))
     try:

@@ -1,0 +1,163 @@
+"""Training: a run end to end, atomic checkpoints, resume after kill -9, two processes."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from geobasis.train import TrainConfig, load_checkpoint, load_model, train
+
+pytest.importorskip("tblite")
+
+TINY = {
+    "num_frames": 48,
+    "train_size": 32,
+    "val_size": 8,
+    "test_size": 8,
+    "channels": 4,
+    "lmax": 1,
+    "num_layers": 1,
+    "radial_hidden": 8,
+    "batch_size": 4,
+    "epochs": 3,
+    "threads": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOBASIS_CACHE", str(tmp_path / "cache"))
+
+
+def _metrics(run):
+    with open(run / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_run_writes_everything_and_learns(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 6}, runs_dir=str(tmp_path / "runs"), name="a")
+    report = train(config, progress=False)
+    run = tmp_path / "runs" / "a"
+    for name in (
+        "config.yaml",
+        "splits.json",
+        "metrics.csv",
+        "best.pt",
+        "last.pt",
+        "test_metrics.json",
+        "learning_curve.png",
+        "parity.png",
+    ):
+        assert (run / name).exists(), name
+    rows = _metrics(run)
+    assert len(rows) == 6 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    splits = json.loads((run / "splits.json").read_text())
+    assert len(set(splits["train"]) | set(splits["val"]) | set(splits["test"])) == 48
+    state = torch.load(run / "last.pt", weights_only=True)  # plain tensors only
+    assert state["epoch"] == 6 and "optimizer" in state and "ema" in state
+    model = load_model(run / "best.pt")
+    assert report["force_mae_meV_per_A"] > 0 and model.cutoff == 5.0
+    assert TrainConfig.from_yaml(run / "config.yaml").channels == 4
+    with pytest.raises(FileExistsError):
+        train(config, progress=False)
+
+
+def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
+    runs = tmp_path / "runs"
+    options = {**TINY, "epochs": 4, "checkpoint_every": 2}
+    reference = TrainConfig(**options, runs_dir=str(runs), name="whole")
+    train(reference, progress=False)
+    # the same run in a child process, killed with SIGKILL after a mid-epoch checkpoint
+    flags = []
+    for key, value in options.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    command = [
+        sys.executable,
+        "-m",
+        "geobasis.cli",
+        "train",
+        *flags,
+        "--runs-dir",
+        str(runs),
+        "--name",
+        "killed",
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    last = runs / "killed" / "last.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if last.exists():
+            state = load_checkpoint(last)
+            if state["epoch"] >= 1 and state["step_in_epoch"] > 0:  # inside epoch 2
+                break
+        if child.poll() is not None:
+            pytest.fail("the child finished before it could be killed")
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not list((runs / "killed").glob("*.tmp"))  # no half-written checkpoint
+    resumed = TrainConfig(runs_dir=str(runs), name="killed")
+    train(resumed, resume=True, progress=False)
+    a = load_checkpoint(runs / "whole" / "last.pt")["model"]
+    b = load_checkpoint(runs / "killed" / "last.pt")["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert len(_metrics(runs / "killed")) == 4
+
+
+def test_two_processes_hold_identical_parameters(tmp_path):
+    runs = tmp_path / "runs"
+    flags = []
+    options = {**TINY, "num_frames": 80, "train_size": 64, "batch_size": 2, "epochs": 6}
+    for key, value in {**options, "lr": 0.01}.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "geobasis.cli",
+        "train",
+        *flags,
+        "--runs-dir",
+        str(runs),
+        "--name",
+        "ddp",
+        "--quiet",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=400, env=os.environ.copy()
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((runs / "ddp" / "test_metrics.json").read_text())
+    assert report["world_size"] == 2
+    first, second = report["parameter_checksums"]
+    assert first == second
+    losses = [float(r["train_loss"]) for r in _metrics(runs / "ddp")]
+    assert len(losses) == 6 and sum(losses[-2:]) / 2 < 0.8 * losses[0]
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_dict({"chanels": 3})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        TrainConfig.from_yaml(bad)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        train(
+            TrainConfig(data=str(tmp_path / "missing.npz"), runs_dir=str(tmp_path)), progress=False
+        )
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        train(TrainConfig(runs_dir=str(tmp_path), name="none"), resume=True, progress=False)
