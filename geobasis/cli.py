@@ -105,6 +105,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md(args: argparse.Namespace) -> int:
+    import json
+
+    from geobasis.calculators import run_md
+
+    report = run_md(
+        args.checkpoint,
+        args.structure,
+        args.ensemble,
+        args.temperature,
+        args.timestep,
+        args.time,
+        args.seed,
+        args.trajectory,
+        progress=not args.quiet,
+    )
+    print(
+        f"{report['ensemble'].upper()} {report['time_ps']:.2f} ps, {report['steps']} steps, "
+        f"{report['atoms']} atoms, final T {report['final_temperature_K']:.0f} K"
+    )
+    if "drift_meV_per_atom_per_ps" in report:
+        print(
+            f"total-energy drift {report['drift_meV_per_atom_per_ps']:+.3f} meV/atom/ps, "
+            f"largest excursion {report['max_excursion_meV_per_atom']:.3f} meV/atom"
+        )
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     import dataclasses
 
@@ -149,6 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("checkpoint", help="runs/<name>/best.pt")
     evaluate.add_argument("--data", help="dataset (default: the run's test split)")
     evaluate.set_defaults(func=_evaluate)
+    md = sub.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
+    md.add_argument("checkpoint", help="runs/<name>/best.pt")
+    md.add_argument("--structure", default="ethanol", help="molecule name or structure file")
+    md.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
+    md.add_argument("--temperature", type=float, default=300.0, help="K")
+    md.add_argument("--timestep", type=float, default=0.5, help="fs")
+    md.add_argument("--time", type=float, default=1.0, help="ps")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--trajectory", help="write an ASE .traj file")
+    md.add_argument("--report", help="write the energies and drift as JSON")
+    md.add_argument("--quiet", action="store_true")
+    md.set_defaults(func=_md)
     args = parser.parse_args(argv)
     return args.func(args)
 

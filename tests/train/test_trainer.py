@@ -66,6 +66,17 @@ def test_run_writes_everything_and_learns(tmp_path):
     assert TrainConfig.from_yaml(run / "config.yaml").channels == 4
     with pytest.raises(FileExistsError):
         train(config, progress=False)
+    from geobasis.cli import main
+
+    assert main(["evaluate", str(run / "best.pt")]) == 0
+    report_path = tmp_path / "md.json"
+    assert (
+        main(
+            ["md", str(run / "best.pt"), "--time", "0.01", "--quiet", "--report", str(report_path)]
+        )
+        == 0
+    )
+    assert "drift_meV_per_atom_per_ps" in json.loads(report_path.read_text())
 
 
 def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):

@@ -1,0 +1,67 @@
+"""ASE calculator for a trained :class:`geobasis.nn.Potential`.
+
+Energies in eV, forces in eV/Å, stress (periodic structures) in eV/Å³ as ASE's Voigt
+6-vector.  The model runs in float64 by default, which keeps molecular dynamics
+energy-conserving to the integrator's accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+from torch_geometric.data import Data
+
+from geobasis.nn import Potential
+
+__all__ = ["GeoBasisCalculator"]
+
+
+class GeoBasisCalculator(Calculator):
+    """``GeoBasisCalculator("runs/<name>/best.pt")`` or ``GeoBasisCalculator(model=...)``."""
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        model: Potential | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float64,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (checkpoint is None) == (model is None):
+            raise ValueError("give exactly one of checkpoint (a .pt path) or model")
+        if model is None:
+            from geobasis.train import load_model
+
+            model = load_model(checkpoint)
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.device, self.dtype = torch.device(device), dtype
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        data = Data(
+            pos=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
+            z=torch.tensor(atoms.numbers, dtype=torch.long, device=self.device),
+        )
+        periodic = bool(np.any(atoms.pbc))
+        if periodic:
+            data.cell = torch.tensor(atoms.cell.array, dtype=self.dtype, device=self.device)[None]
+            data.pbc = torch.tensor(atoms.pbc, device=self.device)[None]
+        out = self.model(data, compute_stress=periodic)
+        energy = float(out["energy"].detach()[0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": out["forces"].detach().cpu().numpy().astype(np.float64),
+        }
+        if periodic:
+            from ase.stress import full_3x3_to_voigt_6_stress
+
+            stress = out["stress"].detach()[0].cpu().numpy().astype(np.float64)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
