@@ -59,10 +59,11 @@ def _print_report(report: dict) -> None:
     )
     print(f"{'':8}{'MAE':>10}{'RMSE':>10}")
     print(f"{'energy':8}{report['energy_mae_meV']:>10.2f}{report['energy_rmse_meV']:>10.2f}  meV")
-    print(
-        f"{'forces':8}{report['force_mae_meV_per_A']:>10.2f}"
-        f"{report['force_rmse_meV_per_A']:>10.2f}  meV/Å"
-    )
+    if "force_mae_meV_per_A" in report:
+        print(
+            f"{'forces':8}{report['force_mae_meV_per_A']:>10.2f}"
+            f"{report['force_rmse_meV_per_A']:>10.2f}  meV/Å"
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -80,7 +81,6 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from geobasis.data.molecules import RadiusGraph
     from geobasis.train import evaluate, load_checkpoint, load_model, load_structures
 
     state = load_checkpoint(args.checkpoint)
@@ -91,13 +91,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.data and not config.get("test_data"):
         splits = json.loads((Path(args.checkpoint).parent / "splits.json").read_text())
         structures = [structures[i] for i in splits["test"]]
-    graph = RadiusGraph(model.cutoff)
-    dtype = next(model.parameters()).dtype
-    prepared = []
-    for d in structures:
-        d = graph(d)
-        d.pos, d.energy, d.forces = d.pos.to(dtype), d.energy.to(dtype), d.forces.to(dtype)
-        prepared.append(d)
+    from geobasis.train.trainer import _prepare
+
+    prepared = _prepare(structures, model.cutoff, next(model.parameters()).dtype)
     report = evaluate(model, prepared)
     report.pop("predictions")
     report["test_structures"] = len(prepared)

@@ -47,9 +47,9 @@ def learning_curve(metrics_csv: str | Path, path: str | Path) -> None:
 def parity_plot(predictions: dict[str, torch.Tensor], path: str | Path) -> None:
     """Predicted vs reference energies and force components on the test split."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    pairs = (("energy", "eV"), ("forces", "eV/Å"))
-    for ax, (key, unit) in zip(axes, pairs, strict=True):
+    pairs = [("energy", "eV")] + ([("forces", "eV/Å")] if "forces" in predictions else [])
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 4.2), squeeze=False)
+    for ax, (key, unit) in zip(axes[0], pairs, strict=True):
         reference, predicted = predictions[f"{key}_ref"], predictions[key]
         ax.scatter(reference, predicted, s=3, alpha=0.5)
         low = float(torch.minimum(reference.min(), predicted.min()))

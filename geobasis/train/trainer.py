@@ -25,6 +25,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,17 @@ def load_structures(
     """``"xtb:<molecule>"`` (generated, cached), an rMD17 ``.npz`` or an (extended) ``.xyz``."""
     if spec.startswith("xtb:"):
         return xtb_md_dataset(spec[4:], num_frames=num_frames, seed=seed, progress=progress)
+    if spec.startswith("qm9"):  # qm9[:<target>[:<max molecules>]], energies only
+        from geobasis.data.molecules import cache_dir
+        from geobasis.data.qm9 import QM9
+
+        parts = spec.split(":")
+        target = parts[1] if len(parts) > 1 else "U0"
+        limit = int(parts[2]) if len(parts) > 2 else None
+        dataset = QM9(cache_dir() / "qm9", target, limit)
+        if getattr(dataset[0], "energy", None) is None:
+            raise ValueError(f"--data {spec}: potentials train on energy targets (U0, U, H, G)")
+        return list(dataset)
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"--data {spec}: no such file (or use 'xtb:<molecule>')")
@@ -115,13 +127,14 @@ class _EMA:
             self.shadow[name] = saved
 
 
-def _loss(out: dict, batch, force_rms: float, config: TrainConfig) -> torch.Tensor:
+def _loss(out: dict, batch, scale: float, config: TrainConfig) -> torch.Tensor:
     atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(out["energy"].dtype)
-    energy_error = (out["energy"] - batch.energy) / (atoms * force_rms)
-    force_error = (out["forces"] - batch.forces) / force_rms
-    return config.energy_weight * energy_error.square().mean() + config.force_weight * (
-        force_error.square().mean()
-    )
+    energy_error = (out["energy"] - batch.energy) / (atoms * scale)
+    loss = config.energy_weight * energy_error.square().mean()
+    if getattr(batch, "forces", None) is not None:  # energy-only data (QM9) has none
+        force_error = (out["forces"] - batch.forces) / scale
+        loss = loss + config.force_weight * force_error.square().mean()
+    return loss
 
 
 def evaluate(model: Potential, structures: list, batch_size: int = 32, device="cpu") -> dict:
@@ -131,27 +144,31 @@ def evaluate(model: Potential, structures: list, batch_size: int = 32, device="c
     predictions: dict[str, list] = {"energy": [], "energy_ref": [], "forces": [], "forces_ref": []}
     for batch in DataLoader(structures, batch_size=batch_size):
         batch = batch.to(device)
-        out = model(batch)
+        has_forces = getattr(batch, "forces", None) is not None
+        out = model(batch, compute_forces=has_forces)
         e = (out["energy"] - batch.energy).detach().double()
-        f = (out["forces"] - batch.forces).detach().double()
         sums["e_abs"] += float(e.abs().sum())
         sums["e_sq"] += float(e.square().sum())
-        sums["f_abs"] += float(f.abs().sum())
-        sums["f_sq"] += float(f.square().sum())
         sums["graphs"] += e.numel()
-        sums["forces"] += f.numel()
         predictions["energy"].append(out["energy"].detach().cpu())
         predictions["energy_ref"].append(batch.energy.cpu())
-        predictions["forces"].append(out["forces"].detach().cpu().flatten())
-        predictions["forces_ref"].append(batch.forces.cpu().flatten())
+        if has_forces:
+            f = (out["forces"] - batch.forces).detach().double()
+            sums["f_abs"] += float(f.abs().sum())
+            sums["f_sq"] += float(f.square().sum())
+            sums["forces"] += f.numel()
+            predictions["forces"].append(out["forces"].detach().cpu().flatten())
+            predictions["forces_ref"].append(batch.forces.cpu().flatten())
     n, m = max(sums["graphs"], 1), max(sums["forces"], 1)
-    return {
+    report = {
         "energy_mae_meV": 1e3 * sums["e_abs"] / n,
         "energy_rmse_meV": 1e3 * math.sqrt(sums["e_sq"] / n),
-        "force_mae_meV_per_A": 1e3 * sums["f_abs"] / m,
-        "force_rmse_meV_per_A": 1e3 * math.sqrt(sums["f_sq"] / m),
         "predictions": {k: torch.cat(v) for k, v in predictions.items() if v},
     }
+    if sums["forces"]:
+        report["force_mae_meV_per_A"] = 1e3 * sums["f_abs"] / m
+        report["force_rmse_meV_per_A"] = 1e3 * math.sqrt(sums["f_sq"] / m)
+    return report
 
 
 def load_model(path: str | Path, ema: bool = True) -> Potential:
@@ -229,6 +246,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         config.to_yaml(run_dir / "config.yaml")
         (run_dir / "splits.json").write_text(json.dumps(splits))
 
+    seen = set(torch.cat([d.z for d in train_set]).tolist())
+    unseen = set(torch.cat([d.z for d in val_set + test_set]).tolist()) - seen
+    if unseen and rank == 0:
+        warnings.warn(
+            f"elements {sorted(unseen)} occur in the validation/test split but not in the "
+            "training split: their reference energies are unknown (zero)",
+            stacklevel=2,
+        )
     neighbours = sum(d.edge_index.shape[1] for d in train_set) / sum(d.num_nodes for d in train_set)
     model = Potential(
         channels=config.channels,
@@ -245,7 +270,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
 
     everything = Batch.from_data_list(train_set)
     model.fit_reference_energies(everything.z, everything.batch, everything.energy)
-    force_rms = float(everything.forces.square().mean().sqrt().clamp(min=1e-6))
+    if getattr(everything, "forces", None) is not None:
+        scale = float(everything.forces.square().mean().sqrt().clamp(min=1e-6))
+    else:  # energies only: the per-atom residual scale of the reference-energy fit
+        scale = float(model.energy_scale)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / (config.batch_size * world))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -307,7 +335,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                 continue
             model.train()
             batch = batch.to(device)
-            loss = _loss(model(batch), batch, force_rms, config)
+            has_forces = getattr(batch, "forces", None) is not None
+            loss = _loss(model(batch, compute_forces=has_forces), batch, scale, config)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
             if world > 1:
@@ -331,7 +360,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         start_step = 0
         ema.swap(model)
         val = evaluate(model, val_set, device=device)
-        val_loss = val["energy_mae_meV"] / 1e3 + val["force_mae_meV_per_A"] / 1e3
+        val_loss = val["energy_mae_meV"] / 1e3 + val.get("force_mae_meV_per_A", 0.0) / 1e3
         if rank == 0 and val_loss < best_val:
             best_val = val_loss
             save_checkpoint(
@@ -352,7 +381,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             "train_loss": sum(losses) / max(len(losses), 1),
             "val_loss": val_loss,
             "val_energy_mae_meV": val["energy_mae_meV"],
-            "val_force_mae_meV_per_A": val["force_mae_meV_per_A"],
+            "val_force_mae_meV_per_A": val.get("force_mae_meV_per_A", float("nan")),
             "seconds": time.perf_counter() - started,
         }
         if rank == 0:

@@ -104,3 +104,24 @@ def test_random_split_and_radius_graph():
     graph = RadiusGraph(2.0)(data)
     assert graph.edge_index.tolist() == [[1, 0], [0, 1]]
     assert not hasattr(data, "edge_index") or data.edge_index is None
+
+
+def test_qm9_from_qm9pack(tmp_path):
+    from geobasis.data.qm9 import HARTREE_IN_EV, QM9, qm9pack_folder
+
+    try:
+        qm9pack_folder()
+    except ImportError:
+        pytest.skip("qm9pack is not installed")
+    dataset = QM9(tmp_path, "U0", max_molecules=20)
+    assert len(dataset) == 20
+    methane = dataset[0]
+    assert methane.z.tolist() == [6, 1, 1, 1, 1] and methane.pos.shape == (5, 3)
+    assert abs(float(methane.energy) - (-40.47893 * HARTREE_IN_EV)) < 1e-6
+    assert not list(Path(tmp_path).rglob("*.tmp"))
+    again = QM9(tmp_path, "U0", max_molecules=20)  # processed once, then loaded
+    assert torch.equal(again[5].pos, dataset[5].pos)
+    gap = QM9(tmp_path, "gap", max_molecules=3)
+    assert abs(float(gap[0].y) - 0.5048 * HARTREE_IN_EV) < 1e-6 and "energy" not in gap[0]
+    with pytest.raises(ValueError, match="unknown QM9 target"):
+        QM9(tmp_path, "enthalpy")
