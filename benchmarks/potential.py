@@ -1,4 +1,4 @@
-"""Training-step throughput of geobasis' Potential vs e3nn and SchNet on rMD17 aspirin.
+"""Training-step throughput of geobasis' Potential vs e3nn, SchNet and DimeNet++ on rMD17 aspirin.
 
 One training step = forward (energy), forces by autograd with ``create_graph=True``,
 an energy + force loss, and the backward pass to the parameters.  Molecules per second,
@@ -10,9 +10,9 @@ cutoff 5 Å), float32, one thread.
 * e3nn ``gate_points_2101.Network`` of the same size: hidden irreps ``Cx0e + Cx1o + Cx2e``
   (``L = 2``), edge harmonics up to ``L``, 3 layers, 8 radial functions, radial MLP width
   32, one-hot species as node attributes.
-* PyG ``SchNet`` (hidden 64, 3 interactions) fed with geobasis' radius graph (PyG's needs
-  torch-cluster).  PyG's ``DimeNetPlusPlus`` is not measured: its triplet construction
-  needs torch-sparse, which has no wheel here.
+* PyG ``SchNet`` (hidden 64, 3 interactions) and ``DimeNetPlusPlus`` (hidden 64, 3
+  blocks), fed with geobasis' radius graph and triplets (PyG's need torch-cluster and
+  torch-sparse, which have no wheels here).
 
 Writes results/potential.{json,md}.
 
@@ -134,6 +134,37 @@ def main() -> None:
         lambda p: schnet(batch.z, p, batch.batch)[:, 0], list(schnet.parameters())
     )
     sizes["PyG SchNet"] = sum(p.numel() for p in schnet.parameters())
+    # DimeNet++ builds its graph with torch-cluster and its triplets with torch-sparse:
+    # hand it geobasis' radius graph and triplets instead (same definitions)
+    from torch_geometric.nn.models import DimeNetPlusPlus
+    from torch_geometric.nn.models import dimenet as dimenet_module
+
+    from geobasis.graph import triplets
+
+    def pyg_triplets(edge_index, num_nodes):
+        idx_kj, idx_ji, (i, j, k) = triplets(edge_index, num_nodes)
+        return edge_index[1], edge_index[0], i, j, k, idx_kj, idx_ji
+
+    dimenet_module.radius_graph = lambda p, r, batch=None, max_num_neighbors=32: radius_graph(
+        p.detach(), r, batch
+    )
+    dimenet_module.triplets = pyg_triplets
+    dimenet = DimeNetPlusPlus(
+        hidden_channels=64,
+        out_channels=1,
+        num_blocks=3,
+        int_emb_size=64,
+        basis_emb_size=8,
+        out_emb_channels=128,
+        num_spherical=7,
+        num_radial=6,
+        cutoff=cutoff,
+    )
+    steps["PyG DimeNet++"] = step_with(
+        lambda p: dimenet(batch.z, p, batch.batch)[:, 0], list(dimenet.parameters())
+    )
+    sizes["PyG DimeNet++"] = sum(p.numel() for p in dimenet.parameters())
+
     times = interleaved_median_times(steps, repeats=args.repeats, warmup=2, budget=600)
     reference = times["e3nn gate_points_2101"]
     rows = []

@@ -1,7 +1,8 @@
 """Atomic checkpoints: written to a temporary file in the same folder, then renamed.
 
 A run killed at any moment leaves either the previous complete checkpoint or the new one,
-never a truncated file.  Checkpoints hold only tensors, numbers, strings and containers,
+never a truncated file (a SIGKILL during a write can leave the hidden temporary file,
+which a resumed run deletes).  Checkpoints hold only tensors, numbers, strings and containers,
 so they load with ``torch.load(..., weights_only=True)``.
 """
 
@@ -20,7 +21,7 @@ __all__ = ["save_checkpoint", "load_checkpoint"]
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(state, file)

@@ -192,8 +192,14 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop metric rows beyond the checkpoint a resumed run restarts from."""
     if not path.exists():
         return
+    rows = []
     with open(path, newline="") as file:
-        rows = [r for r in csv.DictReader(file) if int(r["epoch"]) <= epochs_done]
+        for row in csv.DictReader(file):
+            try:  # a row cut short by a kill is dropped
+                if int(row["epoch"]) <= epochs_done and None not in row.values():
+                    rows.append(row)
+            except (TypeError, ValueError):
+                continue
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=_METRIC_FIELDS)
         writer.writeheader()
@@ -213,6 +219,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         if not last.exists():
             raise FileNotFoundError(f"--resume: no checkpoint {last}; start the run without it")
         state = load_checkpoint(last)
+        for stale in run_dir.glob("*.tmp"):  # a write cut short by the kill: never renamed
+            stale.unlink(missing_ok=True)
         config = TrainConfig.from_dict({**state["config"], "max_minutes": config.max_minutes})
     elif last.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume or another --name")

@@ -113,9 +113,10 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert not list((runs / "killed").glob("*.tmp"))  # no half-written checkpoint
+    load_checkpoint(last)  # complete: written whole, then renamed
     resumed = TrainConfig(runs_dir=str(runs), name="killed")
     train(resumed, resume=True, progress=False)
+    assert not list((runs / "killed").glob("*.tmp"))  # a cut-short write is cleaned up
     a = load_checkpoint(runs / "whole" / "last.pt")["model"]
     b = load_checkpoint(runs / "killed" / "last.pt")["model"]
     for key in a:
