@@ -151,3 +151,14 @@ def test_errors():
         S2Activation(2, resolution=1)
     with pytest.raises(ValueError, match="lmax"):
         EquivariantLinear(-1, 2, 2)
+
+
+def test_conv_scale_constant_does_not_depend_on_the_default_dtype():
+    previous = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        a = EquivariantConv(2, 2, 4, product="gaunt_grid").product_scale.item()
+    finally:
+        torch.set_default_dtype(previous)
+    b = EquivariantConv(2, 2, 4, product="gaunt_grid").product_scale.item()
+    assert abs(a - b) < 1e-6 * abs(a)  # a checkpoint reloads to the same model

@@ -25,6 +25,7 @@ Reference: Thomas et al., "Tensor field networks" (2018); Batzner et al., NequIP
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -111,11 +112,13 @@ class EquivariantConv(MessagePassing):
         unit weights: the backends differ by orders of magnitude (Gaunt coefficients are
         small), so every conv starts with outputs of unit scale."""
         generator = torch.Generator().manual_seed(0)
-        x = torch.randn(256, (self.lmax_in + 1) ** 2, self.channels, generator=generator)
-        vectors = torch.randn(256, 3, generator=generator)
+        f64 = torch.float64  # the same constant whatever the default dtype
+        x = torch.randn(256, (self.lmax_in + 1) ** 2, self.channels, generator=generator, dtype=f64)
+        vectors = torch.randn(256, 3, generator=generator, dtype=f64)
         sh = spherical_harmonics(self.lmax_sh, vectors, normalization="component")
-        weight = torch.ones(256, *self.product.weight_shape)
-        rms = self.product.float()(x, sh, weight).square().mean().sqrt()
+        weight = torch.ones(256, *self.product.weight_shape, dtype=f64)
+        product = copy.deepcopy(self.product).double()
+        rms = product(x, sh, weight).square().mean().sqrt().to(torch.get_default_dtype())
         return 1 / rms.clamp(min=1e-12)
 
     def edge_weights(self, length: Tensor) -> Tensor:
