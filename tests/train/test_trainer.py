@@ -173,3 +173,19 @@ def test_config_errors(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="--resume"):
         train(TrainConfig(runs_dir=str(tmp_path), name="none"), resume=True, progress=False)
+
+
+def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path):
+    import yaml
+
+    from geobasis.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {**TINY, "epochs": 1, "runs_dir": str(tmp_path / "runs"), "name": "yaml", "lr": 0.002}
+        )
+    )
+    assert main(["train", "--config", str(config), "--lr", "0.004", "--quiet"]) == 0
+    saved = TrainConfig.from_yaml(tmp_path / "runs" / "yaml" / "config.yaml")
+    assert saved.channels == 4 and saved.epochs == 1 and saved.lr == 0.004
