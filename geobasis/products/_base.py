@@ -272,6 +272,18 @@ class EquivariantProduct(nn.Module):
             out = self._product(x1f, x2f, w)
         return out.reshape(*batch, self.dim_out, x1f.shape[-1])
 
+    def plain(self, x1: Tensor, x2: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The same product in plain autograd operations, without the chunked custom
+        backward: faster when a second derivative will be taken anyway (force training
+        differentiates the product twice), slower and heavier otherwise.  Same arguments
+        and result as ``forward``."""
+        x1f, x2f, w, batch = self._flatten_inputs(x1, x2, weight)
+        out = self._plain_product(x1f, x2f, w)
+        return out.reshape(*batch, self.dim_out, x1f.shape[-1])
+
+    def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         raise NotImplementedError
 

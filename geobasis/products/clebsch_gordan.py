@@ -267,6 +267,11 @@ class ClebschGordanProduct(EquivariantProduct):
                 self._pairs.append((l1, l2, *names))
 
     # ------------------------------------------------------------------ forward
+    def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        if x2.dim() == 2:
+            return self._shared_x2_forward(x1, x2, weight)
+        return self._product_channelwise(x1, x2, weight)
+
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         if x2.dim() == 2:
             return self._product_shared_x2(x1, x2, weight)

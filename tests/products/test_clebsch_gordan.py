@@ -262,3 +262,17 @@ def test_cuda_matches_cpu():
     expected = product(x1, x2, w)
     got = product.cuda()(x1.cuda(), x2.cuda(), w.cuda()).cpu()
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("shared_x2", [True, False])
+def test_plain_form_equals_forward_values_and_gradients(shared_x2):
+    product = ClebschGordanProduct(2, 2, 2, 3, weights="external").double()
+    x1 = torch.randn(5, 9, 3, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(5, 9, *([] if shared_x2 else [3]), dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, *product.weight_shape, dtype=torch.float64, requires_grad=True)
+    a, b = product(x1, x2, w), product.plain(x1, x2, w)
+    assert torch.allclose(a, b, atol=1e-12)
+    ga = torch.autograd.grad(a.square().sum(), (x1, x2, w))
+    gb = torch.autograd.grad(b.square().sum(), (x1, x2, w))
+    for u, v in zip(ga, gb):
+        assert torch.allclose(u, v, atol=1e-11)

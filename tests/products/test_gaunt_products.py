@@ -197,3 +197,10 @@ def test_grid_fast_path_matches_plain_autograd(mode):
         got = torch.autograd.grad((out * cotangent).sum(), (x1, x2, weight))
         for a, b in zip(got, expected, strict=True):
             assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("product_class", PRODUCTS)
+def test_plain_form_equals_forward(product_class):
+    product = product_class(2, 2, 2, 3, weights="external").double()
+    x1, x2, w = _inputs((2, 2, 2), 3, 4, True)
+    assert torch.allclose(product(x1, x2, w), product.plain(x1, x2, w), atol=1e-12)

@@ -143,6 +143,9 @@ class EquivariantConv(MessagePassing):
         return out * (self.norm * self.product_scale.to(out.dtype))
 
     def message(self, x_j: Tensor, harmonics: Tensor, weight: Tensor) -> Tensor:
+        if self.training and torch.is_grad_enabled():
+            # training differentiates twice (force loss): the plain autograd form is faster
+            return self.product.plain(x_j, harmonics, weight)
         return self.product(x_j, harmonics, weight)
 
     def extra_repr(self) -> str:
