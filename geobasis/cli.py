@@ -81,7 +81,13 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from geobasis.train import evaluate, load_checkpoint, load_model, load_structures
+    from geobasis.train import (
+        evaluate,
+        load_checkpoint,
+        load_model,
+        load_structures,
+        prepare_structures,
+    )
 
     state = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint)
@@ -91,9 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.data and not config.get("test_data"):
         splits = json.loads((Path(args.checkpoint).parent / "splits.json").read_text())
         structures = [structures[i] for i in splits["test"]]
-    from geobasis.train.trainer import _prepare
-
-    prepared = _prepare(structures, model.cutoff, next(model.parameters()).dtype)
+    prepared = prepare_structures(structures, model.cutoff, next(model.parameters()).dtype)
     report = evaluate(model, prepared)
     report.pop("predictions")
     report["test_structures"] = len(prepared)

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from geobasis._chunked import chunked_rows
 from geobasis.o3._spherical_harmonics import check_lmax
 
 __all__ = ["EquivariantProduct", "WEIGHT_MODES"]
@@ -287,52 +288,23 @@ class EquivariantProduct(nn.Module):
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def _chunked_plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        """``_plain_product`` in blocks of ``chunk_size`` rows: only the inputs are saved,
+        each block is recomputed and differentiated at once in backward, and double
+        backward differentiates the plain form (:func:`geobasis._chunked.chunked_rows`)."""
+        size = self.chunk_size
+        if weight is None:
+            return chunked_rows(lambda a, b: self._plain_product(a, b, None), (x1, x2), (), size)
+        if weight.shape[0] == 1 and x1.shape[0] > 1:  # internal weights, shared by all rows
+            return chunked_rows(self._plain_product, (x1, x2), (weight,), size)
+        return chunked_rows(self._plain_product, (x1, x2, weight), (), size)
+
     def extra_repr(self) -> str:
         return (
             f"lmax1={self.lmax1}, lmax2={self.lmax2}, lmax_out={self.lmax_out}, "
             f"channels={self.channels}, weights={self.weight_mode!r}, "
             f"weight_shape={self.weight_shape}"
         )
-
-
-class _ChunkedProduct(torch.autograd.Function):
-    """Run a product chunk by chunk along the batch, recomputing each chunk in backward.
-
-    Only the inputs are saved; the backward of a chunk re-runs its forward under autograd
-    and differentiates it at once, so every intermediate stays in cache.  With
-    ``create_graph=True`` the plain forward of the whole batch is differentiated instead,
-    which keeps double backward exact.
-    """
-
-    @staticmethod
-    def forward(ctx, module, x1, x2, weight):  # noqa: D102
-        ctx.module = module
-        ctx.save_for_backward(x1, x2, weight)
-        parts = [module._plain_product(*chunk) for chunk in module._chunks(x1, x2, weight)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        module = ctx.module
-        x1, x2, weight = ctx.saved_tensors
-        needs = ctx.needs_input_grad[1:]
-        if torch.is_grad_enabled():  # create_graph=True
-            grads = differentiable_gradients(module._plain_product, (x1, x2, weight), needs, grad)
-            return None, *grads
-        parts: list[list[Tensor]] = [[] for _ in range(3)]
-        for chunk in module._chunks(x1, x2, weight, grad):
-            leaves = [
-                None if t is None else t.detach().requires_grad_(need)
-                for t, need in zip(chunk[:3], needs, strict=True)
-            ]
-            with torch.enable_grad():
-                out = module._plain_product(*leaves)
-                wanted = [t for t, need in zip(leaves, needs, strict=True) if need]
-                grads = iter(torch.autograd.grad(out, wanted, chunk[3]))
-            for k, need in enumerate(needs):
-                if need:
-                    parts[k].append(next(grads))
-        return None, *gather_gradients(parts, (x1, x2, weight), needs)
 
 
 def differentiable_gradients(
@@ -351,22 +323,6 @@ def differentiable_gradients(
         next(grads) if need and t is not None else None
         for t, need in zip(tensors, needs, strict=True)
     )
-
-
-def gather_gradients(
-    parts: list[list[Tensor]], tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...]
-) -> tuple[Tensor | None, ...]:
-    """Concatenate per-chunk gradients; sum them for a tensor shared by the batch (batch 1)."""
-    batch = tensors[0].shape[0]
-    result = []
-    for part, t, need in zip(parts, tensors, needs, strict=True):
-        if not need or t is None:
-            result.append(None)
-        elif t.shape[0] == 1 and batch > 1:  # shared (internal) weights
-            result.append(sum(p.sum(0, keepdim=True) if p.shape[0] > 1 else p for p in part))
-        else:
-            result.append(torch.cat(part) if len(part) > 1 else part[0])
-    return tuple(result)
 
 
 def gradient_buffers(

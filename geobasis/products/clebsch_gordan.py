@@ -45,6 +45,7 @@ from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
 from geobasis.products._base import (
     EquivariantProduct,
     accumulate_shared,
+    chunks,
     differentiable_gradients,
     gradient_buffers,
     needs_autograd,
@@ -293,15 +294,7 @@ class ClebschGordanProduct(EquivariantProduct):
 
     def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
         """Split along the batch (cache-sized blocks); tensors with batch 1 are shared."""
-        size = self.chunk_size
-        n = tensors[0].shape[0]
-        return [
-            tuple(
-                None if t is None else (t if t.shape[0] == 1 and n > 1 else t[i : i + size])
-                for t in tensors
-            )
-            for i in range(0, n, size)
-        ]
+        return chunks(self.chunk_size, *tensors)
 
     def _weighted_rows(
         self, x1: Tensor, weight: Tensor | None, segments: list[tuple[int, int, int]]

@@ -39,7 +39,6 @@ import torch
 from torch import Tensor
 
 from geobasis.o3._spherical_harmonics import spherical_harmonics
-from geobasis.products._base import _ChunkedProduct, chunks, needs_autograd
 from geobasis.products._gaunt import GauntProduct
 
 __all__ = ["GauntFourierProduct", "sh_to_fourier"]
@@ -217,14 +216,8 @@ class GauntFourierProduct(GauntProduct):
         out = out.reshape(-1, batch, channels).index_select(0, self._positions)
         return out.permute(1, 0, 2)  # [B, D_out, C]
 
-    def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
-        return chunks(self.chunk_size, *tensors)
-
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
-        if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
-            parts = [self._plain_product(*c) for c in self._chunks(x1, x2, weight)]
-            return parts[0] if len(parts) == 1 else torch.cat(parts)
-        return _ChunkedProduct.apply(self, x1, x2, weight)
+        return self._chunked_plain_product(x1, x2, weight)
 
     def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         if weight is None:

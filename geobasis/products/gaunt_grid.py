@@ -26,9 +26,7 @@ from torch import Tensor
 from geobasis.o3._spherical_harmonics import spherical_harmonics
 from geobasis.o3.s2grid import s2_grid
 from geobasis.products._base import (
-    _ChunkedProduct,
     accumulate_shared,
-    chunks,
     differentiable_gradients,
     gradient_buffers,
     needs_autograd,
@@ -240,22 +238,16 @@ class GauntGridProduct(GauntProduct):
         degree = self.lmax1 + self.lmax2 + self.lmax_out
         return min(2 * self.res_beta - 1, self.res_alpha - 1) >= degree
 
-    def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
-        return chunks(self.chunk_size, *tensors)
-
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         fast = self.paired and weight is not None and x2.dim() == 2
         if torch.compiler.is_compiling():  # traced: the plain form, one graph
             return self._plain_product(x1, x2, weight)
+        if not fast:
+            return self._chunked_plain_product(x1, x2, weight)
         if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
-            if fast:
-                with torch.no_grad():
-                    return _MirroredGridProduct.run(self, x1, x2, weight)[0]
-            parts = [self._plain_product(*c) for c in self._chunks(x1, x2, weight)]
-            return parts[0] if len(parts) == 1 else torch.cat(parts)
-        if fast:
-            return _MirroredGridProduct.apply(self, x1, x2, weight)
-        return _ChunkedProduct.apply(self, x1, x2, weight)
+            with torch.no_grad():
+                return _MirroredGridProduct.run(self, x1, x2, weight)[0]
+        return _MirroredGridProduct.apply(self, x1, x2, weight)
 
     # ---------------------------------------------- hand-written path (the convolution case)
     def _mirrored_forward(

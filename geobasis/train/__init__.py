@@ -2,7 +2,13 @@
 
 from geobasis.train.checkpoint import load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
-from geobasis.train.trainer import evaluate, load_model, load_structures, train
+from geobasis.train.trainer import (
+    evaluate,
+    load_model,
+    load_structures,
+    prepare_structures,
+    train,
+)
 
 __all__ = [
     "TrainConfig",
@@ -10,6 +16,7 @@ __all__ = [
     "evaluate",
     "load_model",
     "load_structures",
+    "prepare_structures",
     "save_checkpoint",
     "load_checkpoint",
 ]

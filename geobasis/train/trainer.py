@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import random
 import time
 import warnings
 from pathlib import Path
@@ -44,7 +43,7 @@ from geobasis.nn import Potential
 from geobasis.train.checkpoint import load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
 
-__all__ = ["train", "evaluate", "load_structures", "load_model"]
+__all__ = ["train", "evaluate", "load_structures", "load_model", "prepare_structures"]
 
 _METRIC_FIELDS = [
     "epoch",
@@ -94,7 +93,8 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
-def _prepare(structures: list, cutoff: float, dtype: torch.dtype) -> list:
+def prepare_structures(structures: list, cutoff: float, dtype: torch.dtype) -> list:
+    """Radius graphs within ``cutoff`` and floating fields cast to ``dtype``."""
     graph = RadiusGraph(cutoff)
     out = []
     for data in structures:
@@ -226,7 +226,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume or another --name")
     config.name = name
     torch.manual_seed(config.seed)
-    random.seed(config.seed)
     device = torch.device(config.device)
     dtype = torch.get_default_dtype()
 
@@ -246,9 +245,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         )
         test_set = [structures[i] for i in test_idx.tolist()]
     splits = {"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist()}
-    train_set = _prepare([structures[i] for i in splits["train"]], config.cutoff, dtype)
-    val_set = _prepare([structures[i] for i in splits["val"]], config.cutoff, dtype)
-    test_set = _prepare(test_set, config.cutoff, dtype)
+    train_set = prepare_structures([structures[i] for i in splits["train"]], config.cutoff, dtype)
+    val_set = prepare_structures([structures[i] for i in splits["val"]], config.cutoff, dtype)
+    test_set = prepare_structures(test_set, config.cutoff, dtype)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")

@@ -35,6 +35,14 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GEOBASIS_CACHE", str(tmp_path / "cache"))
 
 
+def _flags(options):
+    """``geobasis train`` flags for a dict of config values."""
+    flags = []
+    for key, value in options.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
+
+
 def _metrics(run):
     with open(run / "metrics.csv", newline="") as file:
         return list(csv.DictReader(file))
@@ -85,9 +93,7 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
     reference = TrainConfig(**options, runs_dir=str(runs), name="whole")
     train(reference, progress=False)
     # the same run in a child process, killed with SIGKILL after a mid-epoch checkpoint
-    flags = []
-    for key, value in options.items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
+    flags = _flags(options)
     command = [
         sys.executable,
         "-m",
@@ -126,10 +132,8 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
 
 def test_two_processes_hold_identical_parameters(tmp_path):
     runs = tmp_path / "runs"
-    flags = []
     options = {**TINY, "num_frames": 80, "train_size": 64, "batch_size": 2, "epochs": 6}
-    for key, value in {**options, "lr": 0.01}.items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
+    flags = _flags({**options, "lr": 0.01})
     command = [
         sys.executable,
         "-m",
