@@ -2,7 +2,8 @@
 
 ``geobasis check`` evaluates the bases, checks the equivariance of the built-in
 operations on random data and prints a table (exit status 1 if any check fails).
-``geobasis train`` trains a :class:`geobasis.nn.Potential` (default: on a generated
+``geobasis train`` trains a :class:`geobasis.nn.Potential` or, with ``--model faenet``, a
+:class:`geobasis.nn.FAENet` (default: on a generated
 GFN2-xTB ethanol set) and prints the test errors; ``geobasis evaluate`` scores a
 checkpoint on a dataset.
 """

@@ -1,4 +1,4 @@
-"""ASE calculator for a trained :class:`geobasis.nn.Potential`.
+"""ASE calculator for a trained :class:`geobasis.nn.Potential` or :class:`geobasis.nn.FAENet`.
 
 Energies in eV, forces in eV/Å, stress (periodic structures) in eV/Å³ as ASE's Voigt
 6-vector.  The model runs in float64 by default, which keeps molecular dynamics
@@ -14,7 +14,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 from torch_geometric.data import Data
 
-from geobasis.nn import Potential
+from geobasis.nn import AtomisticModel
 
 __all__ = ["GeoBasisCalculator"]
 
@@ -27,7 +27,7 @@ class GeoBasisCalculator(Calculator):
     def __init__(
         self,
         checkpoint: str | Path | None = None,
-        model: Potential | None = None,
+        model: AtomisticModel | None = None,
         device: str = "cpu",
         dtype: torch.dtype = torch.float64,
         **kwargs,

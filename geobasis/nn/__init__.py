@@ -7,7 +7,7 @@ complete models.
 from geobasis.nn.activation import Gate, S2Activation
 from geobasis.nn.conv import PRODUCTS, SFBC_WINDOWS, EquivariantConv, SFBCConv
 from geobasis.nn.linear import EquivariantLinear
-from geobasis.nn.models import Potential
+from geobasis.nn.models import MODELS, AtomisticModel, CartesianMPNN, FAENet, Potential
 from geobasis.nn.norm import EquivariantRMSNorm
 
 __all__ = [
@@ -17,6 +17,10 @@ __all__ = [
     "Gate",
     "S2Activation",
     "Potential",
+    "FAENet",
+    "CartesianMPNN",
+    "AtomisticModel",
+    "MODELS",
     "PRODUCTS",
     "SFBCConv",
     "SFBC_WINDOWS",

@@ -3,6 +3,7 @@
 from geobasis.train.checkpoint import load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
 from geobasis.train.trainer import (
+    build_model,
     evaluate,
     load_model,
     load_structures,
@@ -14,6 +15,7 @@ __all__ = [
     "TrainConfig",
     "train",
     "evaluate",
+    "build_model",
     "load_model",
     "load_structures",
     "prepare_structures",

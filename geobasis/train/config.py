@@ -21,7 +21,8 @@ class TrainConfig:
     train_size: int | float = 800
     val_size: int | float = 100
     test_size: int | float = 100
-    # model
+    # model: "potential" (equivariant) or "faenet" (frame-averaged Cartesian network)
+    model: str = "potential"
     channels: int = 32
     lmax: int = 2
     num_layers: int = 3
@@ -30,6 +31,8 @@ class TrainConfig:
     radial_hidden: int = 32
     product: str = "cg"
     nonlinearity: str = "gate"
+    frames: str = "stochastic"  # faenet: "stochastic" (one frame per step) or "full"
+    frame_group: str = "O3"  # faenet: "O3" or "SO3"
     # optimisation
     epochs: int = 35
     batch_size: int = 8
@@ -49,6 +52,16 @@ class TrainConfig:
     threads: int | None = None
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        choices = {
+            "model": ("potential", "faenet"),
+            "frames": ("stochastic", "full"),
+            "frame_group": ("O3", "SO3"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,5 +1,5 @@
-"""Training loop for :class:`geobasis.nn.Potential`: energies and forces, EMA, checkpoints,
-resumption, data-parallel processes, and a test report.
+"""Training loop for :class:`geobasis.nn.Potential` and :class:`geobasis.nn.FAENet`:
+energies and forces, EMA, checkpoints, resumption, data-parallel processes, and a test report.
 
 The loss per batch is
 
@@ -39,11 +39,18 @@ from geobasis.data.molecules import (
     read_rmd17,
     xtb_md_dataset,
 )
-from geobasis.nn import Potential
+from geobasis.nn import MODELS, AtomisticModel
 from geobasis.train.checkpoint import load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
 
-__all__ = ["train", "evaluate", "load_structures", "load_model", "prepare_structures"]
+__all__ = [
+    "train",
+    "evaluate",
+    "load_structures",
+    "load_model",
+    "build_model",
+    "prepare_structures",
+]
 
 _METRIC_FIELDS = [
     "epoch",
@@ -137,7 +144,7 @@ def _loss(out: dict, batch, scale: float, config: TrainConfig) -> torch.Tensor:
     return loss
 
 
-def evaluate(model: Potential, structures: list, batch_size: int = 32, device="cpu") -> dict:
+def evaluate(model: AtomisticModel, structures: list, batch_size: int = 32, device="cpu") -> dict:
     """Energy (meV per structure) and force (meV/Å per component) MAE and RMSE."""
     model.eval()
     sums = {"e_abs": 0.0, "e_sq": 0.0, "f_abs": 0.0, "f_sq": 0.0, "graphs": 0, "forces": 0}
@@ -171,11 +178,37 @@ def evaluate(model: Potential, structures: list, batch_size: int = 32, device="c
     return report
 
 
-def load_model(path: str | Path, ema: bool = True) -> Potential:
-    """A :class:`Potential` from a checkpoint (``best.pt`` / ``last.pt``), EMA weights by
-    default."""
+def build_model(config: TrainConfig, avg_num_neighbors: float = 10.0) -> AtomisticModel:
+    """The model named by ``config.model`` (:data:`geobasis.nn.models.MODELS`)."""
+    common = {
+        "channels": config.channels,
+        "num_layers": config.num_layers,
+        "cutoff": config.cutoff,
+        "num_radial": config.num_radial,
+        "avg_num_neighbors": avg_num_neighbors,
+    }
+    if config.model == "potential":
+        specific = {
+            "lmax": config.lmax,
+            "radial_hidden": config.radial_hidden,
+            "product": config.product,
+            "nonlinearity": config.nonlinearity,
+        }
+    elif config.model == "faenet":
+        specific = {"group": config.frame_group, "frames": config.frames}
+    else:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
+    return MODELS[config.model](**common, **specific)
+
+
+def load_model(path: str | Path, ema: bool = True) -> AtomisticModel:
+    """The model of a checkpoint (``best.pt`` / ``last.pt``), EMA weights by default."""
     state = load_checkpoint(path)
-    model = Potential(**state["model_config"])
+    model_config = dict(state["model_config"])
+    name = model_config.pop("model", "potential")
+    if name not in MODELS:
+        raise ValueError(f"{path}: unknown model {name!r}; known: {sorted(MODELS)}")
+    model = MODELS[name](**model_config)
     model.load_state_dict(state["model"])
     if ema and state.get("ema"):
         with torch.no_grad():
@@ -262,17 +295,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             stacklevel=2,
         )
     neighbours = sum(d.edge_index.shape[1] for d in train_set) / sum(d.num_nodes for d in train_set)
-    model = Potential(
-        channels=config.channels,
-        lmax=config.lmax,
-        num_layers=config.num_layers,
-        cutoff=config.cutoff,
-        num_radial=config.num_radial,
-        radial_hidden=config.radial_hidden,
-        product=config.product,
-        nonlinearity=config.nonlinearity,
-        avg_num_neighbors=max(neighbours, 1.0),
-    ).to(device)
+    model = build_model(config, max(neighbours, 1.0)).to(device)
     from torch_geometric.data import Batch
 
     everything = Batch.from_data_list(train_set)

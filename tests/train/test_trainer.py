@@ -193,3 +193,34 @@ def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path):
     assert main(["train", "--config", str(config), "--lr", "0.004", "--quiet"]) == 0
     saved = TrainConfig.from_yaml(tmp_path / "runs" / "yaml" / "config.yaml")
     assert saved.channels == 4 and saved.epochs == 1 and saved.lr == 0.004
+
+
+def test_faenet_model_switch_trains_and_reloads(tmp_path):
+    from geobasis.cli import main
+    from geobasis.nn import FAENet
+
+    runs = tmp_path / "runs"
+    flags = _flags({**TINY, "epochs": 4, "channels": 8})
+    assert (
+        main(
+            [
+                "train",
+                *flags,
+                "--model",
+                "faenet",
+                "--runs-dir",
+                str(runs),
+                "--name",
+                "fa",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rows = _metrics(runs / "fa")
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    model = load_model(runs / "fa" / "best.pt")
+    assert isinstance(model, FAENet) and model.config["frames"] == "stochastic"
+    assert TrainConfig.from_yaml(runs / "fa" / "config.yaml").model == "faenet"
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainConfig(model="schnet")

@@ -26,16 +26,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 from geobasis.graph import radius_graph
 from geobasis.nn.activation import Gate, S2Activation
 from geobasis.nn.conv.equivariant import EquivariantConv
 from geobasis.nn.linear import EquivariantLinear
+from geobasis.nn.models.atomistic import NUM_ELEMENTS, AtomisticModel, batch_of
 
 __all__ = ["Potential"]
-
-NUM_ELEMENTS = 119  # atomic numbers 0..118
 
 
 def _pad_degrees(x: Tensor, lmax: int) -> Tensor:
@@ -68,7 +66,7 @@ class Interaction(nn.Module):
         return self.activation(h)
 
 
-class Potential(nn.Module):
+class Potential(AtomisticModel):
     """Equivariant potential; ``Potential()(data)`` gives energy and forces (and stress).
 
     Args:
@@ -107,6 +105,7 @@ class Potential(nn.Module):
                 f"{channels}"
             )
         self.config: dict[str, Any] = {
+            "model": "potential",
             "channels": channels,
             "lmax": lmax,
             "num_layers": num_layers,
@@ -133,37 +132,11 @@ class Potential(nn.Module):
         self.readout = nn.Sequential(
             nn.Linear(channels, channels), nn.SiLU(), nn.Linear(channels, 1)
         )
-        self.register_buffer("reference_energies", torch.zeros(NUM_ELEMENTS))
-        self.register_buffer("energy_scale", torch.ones(()))
-
-    # ------------------------------------------------------------------ energies
-    @torch.no_grad()
-    def fit_reference_energies(self, z: Tensor, batch: Tensor, energy: Tensor) -> Tensor:
-        r"""Least-squares per-element energies :math:`E_g \approx \sum_{i \in g}
-        E^\text{ref}_{z_i}` over training graphs; stored and returned ``[119]``.
-
-        Also sets the energy scale to the RMS residual per atom (at least 1e-3 eV).
-        """
-        num_graphs = energy.shape[0]
-        counts = torch.zeros(num_graphs, NUM_ELEMENTS, dtype=torch.float64, device=z.device)
-        counts.index_put_((batch, z), torch.ones_like(z, dtype=torch.float64), accumulate=True)
-        present = counts.sum(0) > 0
-        solution = torch.linalg.lstsq(
-            counts[:, present].cpu(), energy.double().cpu()[:, None], driver="gelsd"
-        ).solution[:, 0]
-        reference = torch.zeros(NUM_ELEMENTS, dtype=torch.float64)
-        reference[present.cpu()] = solution
-        residual = energy.double().cpu() - counts.cpu() @ reference
-        atoms = counts.sum(1).cpu()
-        scale = torch.sqrt((residual**2).sum() / atoms.sum()).clamp(min=1e-3)
-        self.reference_energies.copy_(reference)
-        self.energy_scale.fill_(float(scale))
-        return self.reference_energies
 
     def atomic_energies(self, data, pos: Tensor, cell: Tensor | None) -> Tensor:
         """``[N]`` atomic energies (reference energies included) at positions ``pos``."""
         z = data.z.long()
-        batch = _batch_of(data, pos)
+        batch = batch_of(data, pos)
         edge_index = getattr(data, "edge_index", None)
         shifts = getattr(data, "shifts", None)
         if edge_index is None:
@@ -182,57 +155,3 @@ class Potential(nn.Module):
             x = interaction(x, pos, edge_index, shifts, cell, batch)
         energies = self.readout(x[:, 0, :])[:, 0] * self.energy_scale
         return energies + self.reference_energies.to(energies.dtype)[z]
-
-    def forward(
-        self, data, compute_forces: bool = True, compute_stress: bool | None = None
-    ) -> dict[str, Tensor]:
-        """Energy ``[B]``, forces ``[N, 3]`` and (with a cell) stress ``[B, 3, 3]``."""
-        if getattr(data, "z", None) is None or getattr(data, "pos", None) is None:
-            raise ValueError("data needs `pos` [N, 3] and `z` [N] (atomic numbers)")
-        pos = data.pos
-        batch = _batch_of(data, pos)
-        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        cell = getattr(data, "cell", None)
-        if cell is not None:
-            cell = cell.to(pos.dtype).reshape(-1, 3, 3)
-        compute_stress = (cell is not None) if compute_stress is None else compute_stress
-        if compute_stress and cell is None:
-            raise ValueError("stress needs a cell: set data.cell [B, 3, 3]")
-        leaves = []
-        if compute_forces or compute_stress:
-            if not pos.requires_grad:
-                pos = pos.detach().requires_grad_()
-            leaves.append(pos)
-        if compute_stress:
-            strain = pos.new_zeros(num_graphs, 3, 3, requires_grad=True)
-            symmetric = 0.5 * (strain + strain.transpose(1, 2))
-            pos = pos + torch.einsum("ni,nij->nj", pos, symmetric[batch])
-            cell = cell + torch.bmm(cell, symmetric)
-            leaves.append(strain)
-        atomic = self.atomic_energies(data, pos, cell)
-        energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
-        out = {"energy": energy}
-        if leaves:
-            # training on forces differentiates them again: keep the graph
-            grads = torch.autograd.grad(
-                energy.sum(), leaves, create_graph=self.training, allow_unused=True
-            )  # unused: no edges at all (isolated atoms) -> zero forces / stress
-            grads = [
-                torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads, strict=True)
-            ]
-            if compute_forces:
-                out["forces"] = -grads[0]
-            if compute_stress:
-                volume = torch.linalg.det(cell).abs()
-                out["stress"] = grads[-1] / volume[:, None, None]
-        return out
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
-
-
-def _batch_of(data, pos: Tensor) -> Tensor:
-    batch = getattr(data, "batch", None)
-    if batch is None:
-        return torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
-    return batch
