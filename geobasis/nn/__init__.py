@@ -7,7 +7,15 @@ complete models.
 from geobasis.nn.activation import Gate, S2Activation
 from geobasis.nn.conv import PRODUCTS, SFBC_WINDOWS, EquivariantConv, SFBCConv
 from geobasis.nn.linear import EquivariantLinear
-from geobasis.nn.models import MODELS, AtomisticModel, CartesianMPNN, FAENet, Potential
+from geobasis.nn.models import (
+    MODELS,
+    PE_CHOICES,
+    AtomisticModel,
+    CartesianMPNN,
+    FAENet,
+    GINERegressor,
+    Potential,
+)
 from geobasis.nn.norm import EquivariantRMSNorm
 
 __all__ = [
@@ -21,6 +29,8 @@ __all__ = [
     "CartesianMPNN",
     "AtomisticModel",
     "MODELS",
+    "GINERegressor",
+    "PE_CHOICES",
     "PRODUCTS",
     "SFBCConv",
     "SFBC_WINDOWS",

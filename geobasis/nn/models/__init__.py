@@ -6,8 +6,17 @@
 
 from geobasis.nn.models.atomistic import AtomisticModel
 from geobasis.nn.models.faenet import CartesianMPNN, FAENet
+from geobasis.nn.models.gine import PE_CHOICES, GINERegressor
 from geobasis.nn.models.potential import Potential
 
 MODELS: dict[str, type[AtomisticModel]] = {"potential": Potential, "faenet": FAENet}
 
-__all__ = ["AtomisticModel", "Potential", "FAENet", "CartesianMPNN", "MODELS"]
+__all__ = [
+    "AtomisticModel",
+    "Potential",
+    "FAENet",
+    "CartesianMPNN",
+    "GINERegressor",
+    "PE_CHOICES",
+    "MODELS",
+]
