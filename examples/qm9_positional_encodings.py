@@ -94,7 +94,9 @@ def run(pe: str, train, val, test, args) -> dict:
     torch.manual_seed(args.seed)
     y = torch.cat([d.y for d in train])
     mean, std = float(y.mean()), float(y.std())
-    model = GINERegressor(pe, hidden=args.hidden, num_layers=args.layers, k=args.k, rw_steps=args.rw_steps)
+    model = GINERegressor(
+        pe, hidden=args.hidden, num_layers=args.layers, k=args.k, rw_steps=args.rw_steps
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.7, patience=3)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True)
