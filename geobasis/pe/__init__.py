@@ -17,6 +17,7 @@ from geobasis.pe.encodings import (
     SignNet,
     random_walk_pe,
 )
+from geobasis.pe.stability import perturbation_stability
 
 __all__ = [
     "laplacian_eigenpairs",
@@ -30,4 +31,5 @@ __all__ = [
     "SignNet",
     "SPE",
     "SIGN_MODES",
+    "perturbation_stability",
 ]

@@ -235,9 +235,11 @@ class SignNet(nn.Module):
     def forward(self, eigvecs, eigvals, eigmask, edge_index, batch=None) -> Tensor:
         if batch is None:
             batch = torch.zeros(eigvecs.shape[0], dtype=torch.long, device=eigvecs.device)
-        v = eigvecs[:, : self.k]
-        lam = eigvals[:, : self.k][batch]
-        mask = eigmask[:, : self.k][batch].to(v.dtype)[..., None]
+        missing = max(self.k - eigvecs.shape[1], 0)  # fewer stored pairs: pad, masked
+        pad = torch.nn.functional.pad
+        v = pad(eigvecs, (0, missing))[:, : self.k]
+        lam = pad(eigvals, (0, missing))[:, : self.k][batch]
+        mask = pad(eigmask, (0, missing))[:, : self.k][batch].to(v.dtype)[..., None]
 
         def phi(x: Tensor) -> Tensor:
             return self.phi(torch.relu(self.lift(torch.stack([x, lam], -1))), edge_index)

@@ -9,6 +9,7 @@ from geobasis.pe import (
     RandomWalkPE,
     SignNet,
     laplacian_eigenpairs,
+    perturbation_stability,
     random_walk_pe,
 )
 
@@ -141,37 +142,15 @@ def test_node_permutation_equivariance(encoder_name):
         torch.testing.assert_close(out_same, out[perm], atol=1e-12, rtol=0)
 
 
-def stability_constants(eps_values=(1e-2, 1e-3, 1e-4, 1e-5, 1e-6)):
-    """Perturb one edge weight of C8 by +eps and -eps: how far do raw eigenvectors and SPE
-    move?  Returns ``[(eps, eigenvector change, SPE change)]``."""
-    edge_index = cycle(8)
-    spe = _spe()
-    target = (edge_index[0] == 0) & (edge_index[1] == 1) | (edge_index[0] == 1) & (
-        edge_index[1] == 0
-    )
-    rows = []
-    for eps in eps_values:
-        outputs, vectors = [], []
-        for sign in (1.0, -1.0):
-            weight = torch.ones(edge_index.shape[1], dtype=torch.float64)
-            weight[target] += sign * eps
-            pairs = _pairs(edge_index, 8, edge_weight=weight)
-            vectors.append(pairs.vectors)
-            outputs.append(_encode(spe, edge_index, pairs.vectors, pairs.values, pairs.mask))
-        # best sign alignment per eigenvector, then the largest change of any eigenvector
-        a, b = vectors
-        change = torch.minimum((a - b).norm(dim=0), (a + b).norm(dim=0)).max()
-        rows.append((eps, float(change), float((outputs[0] - outputs[1]).detach().norm())))
-    return rows
-
-
 def test_spe_is_stable_where_eigenvectors_jump():
-    rows = stability_constants()
-    for eps, eigvec_change, spe_change in rows:
-        assert eigvec_change > 0.5, (eps, eigvec_change)  # O(1) jump at any eps
-        assert spe_change < 50 * eps, (eps, spe_change)  # O(eps)
-    lipschitz = [spe / eps for eps, _, spe in rows]
+    rows = perturbation_stability(_spe(), cycle(8), 8, (0, 1), [1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
+    for row in rows:
+        assert row["eigenvector_change"] > 0.5, row  # O(1) jump at any eps
+        assert row["encoding_change"] < 50 * row["eps"], row  # O(eps)
+    lipschitz = [row["encoding_change"] / row["eps"] for row in rows]
     assert max(lipschitz) / min(lipschitz) < 3  # a constant, not a fluke of one eps
+    with pytest.raises(ValueError, match="not in edge_index"):
+        perturbation_stability(_spe(), cycle(8), 8, (0, 4), [1e-3])
 
 
 def test_random_walk_pe_equals_pyg():
