@@ -246,6 +246,58 @@ def _sfbc() -> float:
     )
 
 
+def _frame_averaging() -> float:
+    """FAENet (frame-averaged Cartesian network) on a generic molecule and on ideal benzene
+    (degenerate spectrum): relative E(3) x S_n error of energy and forces."""
+    import math
+
+    from torch_geometric.data import Batch, Data
+
+    from geobasis.nn import FAENet
+    from geobasis.testing import check_equivariance
+
+    angle = torch.arange(6, dtype=torch.float64) * math.pi / 3
+    ring = torch.stack([angle.cos(), angle.sin(), torch.zeros(6, dtype=torch.float64)], -1)
+    benzene = torch.cat([1.39 * ring, 2.48 * ring])
+    gen = _gen(10)
+    batch = Batch.from_data_list(
+        [
+            Data(pos=benzene, z=torch.tensor([6] * 6 + [1] * 6)),
+            Data(pos=torch.randn(7, 3, generator=gen, dtype=torch.float64), z=torch.arange(1, 8)),
+        ]
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = FAENet(channels=8, num_layers=2)
+    report = check_equivariance(model, batch, outputs={"energy": "invariant", "forces": "forces"})
+    return max(err / max(report.scales[key], 1.0) for key, err in report.errors.items())
+
+
+def _spe_basis_invariance() -> float:
+    """SPE on the hypercube Q3 (eigenvalue multiplicity 3): change under a random orthogonal
+    change of basis inside every repeated eigenspace."""
+    from geobasis.pe import SPE, laplacian_eigenpairs
+
+    nodes = torch.arange(8)
+    edge_index = torch.cat([torch.stack([nodes, nodes ^ (1 << k)]) for k in range(3)], 1)
+    pairs = laplacian_eigenpairs(edge_index, 8)
+    values, rotated = pairs.values[0], pairs.vectors.clone()
+    labels = torch.round(values * 1e6).long()
+    gen = _gen(11)
+    for label in labels.unique():
+        block = (labels == label).nonzero()[:, 0]
+        q, _ = torch.linalg.qr(
+            torch.randn(len(block), len(block), generator=gen, dtype=torch.float64)
+        )
+        rotated[:, block] = pairs.vectors[:, block] @ q
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        spe = SPE(8).double()
+    a = spe(pairs.vectors, pairs.values, pairs.mask, edge_index)
+    b = spe(rotated, pairs.values, pairs.mask, edge_index)
+    return float((a - b).abs().max())
+
+
 CHECKS: list[tuple[str, Callable[[], float], float]] = [
     ("o3.spherical_harmonics == e3nn (l<=11)", _sh_vs_e3nn, 1e-12),
     ("Y(Rx) == D(R) Y(x), O(3), l<=12", _sh_equivariance, 1e-12),
@@ -261,6 +313,8 @@ CHECKS: list[tuple[str, Callable[[], float], float]] = [
     ("radius_graph == brute force (edge diff)", _radius_graph, 0.0),
     ("SFBCConv: periodic translation, odd filter", _sfbc, 1e-12),
     ("toy SH potential: E(3) x S_n report", _toy_model_equivariance, 1e-10),
+    ("FAENet frame averaging, benzene too: E(3) x S_n", _frame_averaging, 1e-10),
+    ("SPE: invariant to eigenspace bases (hypercube)", _spe_basis_invariance, 1e-10),
 ]
 
 

@@ -76,3 +76,41 @@ def test_product_inference_compiles_without_graph_breaks(name):
     compiled = torch.compile(product, fullgraph=True)
     with torch.no_grad():
         assert torch.allclose(compiled(x1, x2, w), product(x1, x2, w), atol=1e-5)
+
+
+@cuda
+def test_frames_and_positional_encodings_on_cuda_match_cpu():
+    from torch_geometric.data import Batch, Data
+
+    from geobasis.frames import pca_frames
+    from geobasis.nn import FAENet
+    from geobasis.pe import SPE, laplacian_eigenpairs, random_walk_pe
+
+    graphs = [
+        Data(pos=torch.randn(n, 3, dtype=torch.float64), z=torch.randint(1, 9, (n,)))
+        for n in (7, 4)
+    ]
+    batch = Batch.from_data_list(graphs)
+    frames, frames_gpu = (
+        pca_frames(batch.pos, batch.batch),
+        pca_frames(batch.pos.cuda(), batch.batch.cuda()),
+    )
+    assert torch.allclose(frames_gpu.rotations.cpu().abs(), frames.rotations.abs(), atol=1e-10)
+    model = FAENet(channels=8, num_layers=2).double().eval()
+    out, out_gpu = model(batch), model.cuda()(batch.cuda())
+    assert torch.allclose(out_gpu["energy"].cpu(), out["energy"], atol=1e-10)
+    assert torch.allclose(out_gpu["forces"].cpu(), out["forces"], atol=1e-10)
+    edge_index = radius_graph(batch.pos, 2.0, batch.batch)
+    pairs = laplacian_eigenpairs(edge_index, batch.num_nodes, batch.batch, k=4)
+    pairs_gpu = laplacian_eigenpairs(edge_index.cuda(), batch.num_nodes, batch.batch.cuda(), k=4)
+    assert torch.allclose(pairs_gpu.values.cpu(), pairs.values, atol=1e-10)
+    spe = SPE(4).double()
+    a = spe(pairs.vectors, pairs.values, pairs.mask, edge_index, batch.batch)
+    b = spe.cuda()(
+        pairs_gpu.vectors, pairs_gpu.values, pairs_gpu.mask, edge_index.cuda(), batch.batch.cuda()
+    )
+    assert torch.allclose(b.cpu(), a, atol=1e-8)
+    rw = random_walk_pe(edge_index, batch.num_nodes, 4, batch.batch)
+    assert torch.allclose(
+        random_walk_pe(edge_index.cuda(), batch.num_nodes, 4, batch.batch.cuda()).cpu(), rw
+    )
