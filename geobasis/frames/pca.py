@@ -192,7 +192,7 @@ def pca_frames(
         pos: ``[N, d]`` points, ``d`` = 2 or 3.
         batch: ``[N]`` graph index (default: one graph).
         group: ``"O3"`` / ``"SO3"`` (``"O2"`` / ``"SO2"``, or ``"O"`` / ``"SO"`` for either
-            dimension).
+            dimension; with 2-D points ``"O3"`` / ``"SO3"`` mean O(2) / SO(2)).
         dim: 2 or 3; must match ``pos`` (default: ``pos.shape[1]``).
         weights: ``[N]`` non-negative point weights (masses) for centre and covariance.
         num_graphs: number of graphs (default ``batch.max() + 1``).
@@ -206,6 +206,8 @@ def pca_frames(
     if group not in GROUPS:
         raise ValueError(f"group must be one of {list(GROUPS)}, got {group!r}")
     proper, group_dim = GROUPS[group]
+    if group_dim == 3 and d == 2:  # "O3"/"SO3" with dim=2: the same group of the plane
+        group_dim = 2
     if group_dim is not None and group_dim != d:
         raise ValueError(
             f"group {group!r} acts in {group_dim}-D but pos is {d}-D; use "

@@ -135,6 +135,8 @@ def test_two_dimensional_frames():
             R = R @ torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
         _, canonical2 = _frame_clouds(pos @ R.T + 1.0, group=group)
         assert _same_sets(canonical, canonical2, count) < 1e-12
+    # the names of the 3-D groups select the same group of the plane with dim=2
+    assert len(pca_frames(pos, group="SO3", dim=2)) == 2
     square = regular_polygon(4)[:, :2]
     frames, _ = _frame_clouds(square, group="O2")
     assert bool(frames.degenerate.all()) and len(frames) == 4 * 2
