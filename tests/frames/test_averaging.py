@@ -214,3 +214,41 @@ def test_errors():
         FrameAveraging(CartesianToy(), outputs={"energy": "invariant"})(data)
     with pytest.raises(KeyError, match="not 'charge'"):
         FrameAveraging(CartesianToy(), outputs={"charge": "invariant"})(_graph(torch.randn(4, 3)))
+
+
+class _MonteCarlo(nn.Module):
+    """Mean of ``draws`` stochastic frame averages (one batched call)."""
+
+    def __init__(self, model: FrameAveraging, draws: int) -> None:
+        super().__init__()
+        self.model, self.draws = model, draws
+
+    def forward(self, data):
+        copies = Batch.from_data_list([data] * self.draws)
+        return self.model(copies)["energy"].mean()[None]
+
+
+def test_stochastic_mean_passes_assert_equivariant_within_sampling_error():
+    data = _graph(torch.randn(6, 3, dtype=torch.float64), cutoff=2.5)
+    toy = CartesianToy().double()
+    stochastic = FrameAveraging(
+        toy,
+        mode="stochastic",
+        outputs={"energy": "invariant"},
+        generator=torch.Generator().manual_seed(1),
+    )
+    with torch.no_grad():
+        spread = float(stochastic(Batch.from_data_list([data] * 2000))["energy"].std())
+    draws = 4000
+    tolerance = 5 * spread * (2 / draws) ** 0.5  # difference of two independent means
+    report = assert_equivariant(
+        _MonteCarlo(stochastic, draws),
+        data,
+        outputs={"output": "invariant"},
+        atol=tolerance,
+        rtol=0,
+    )
+    assert max(report.errors.values()) < tolerance
+    # while a single draw is not invariant at that tolerance
+    single = check_equivariance(_MonteCarlo(stochastic, 1), data, atol=tolerance, rtol=0, trials=4)
+    assert not single.ok
