@@ -91,13 +91,16 @@ def load_structures(
     raise ValueError(f"--data {spec}: unknown format; use an rMD17 .npz or an extended .xyz")
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed() -> tuple[int, int, bool]:
+    """``(rank, world size, whether this call created the process group)``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    created = False
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
+        created = True
     rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world
+    return rank, world, created
 
 
 def prepare_structures(structures: list, cutoff: float, dtype: torch.dtype) -> list:
@@ -241,7 +244,7 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a training run; returns the test metrics (rank 0)."""
-    rank, world = _distributed()
+    rank, world, created_group = _distributed()
     if config.threads:
         torch.set_num_threads(config.threads)
     name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
@@ -437,6 +440,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         torch.distributed.all_gather_object(gathered, checksums[0])
         checksums = gathered
         torch.distributed.barrier()
+        if created_group:  # no collective follows: close it on every rank before exiting
+            torch.distributed.destroy_process_group()
     if rank != 0:
         return {}
     best_model = load_model(best).to(device)
