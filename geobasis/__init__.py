@@ -1,8 +1,9 @@
 """geobasis: geometric bases and equivariant building blocks for graphs and point clouds.
 
 Subpackages are imported on first use (``geobasis.o3``, ``geobasis.radial``,
-``geobasis.graph``, ``geobasis.products``, ``geobasis.nn``, ``geobasis.data``,
-``geobasis.testing``), so ``import geobasis`` stays fast.
+``geobasis.graph``, ``geobasis.products``, ``geobasis.frames``, ``geobasis.pe``,
+``geobasis.nn``, ``geobasis.data``, ``geobasis.testing``), so ``import geobasis`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ __all__ = [
     "radial",
     "graph",
     "products",
+    "frames",
+    "pe",
     "nn",
     "data",
     "testing",

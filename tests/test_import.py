@@ -9,6 +9,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 import geobasis, geobasis.o3, geobasis.radial, geobasis.graph, geobasis.testing, geobasis.typing
+import geobasis.frames, geobasis.pe, geobasis.nn
 print(geobasis.__version__)
 """
 
