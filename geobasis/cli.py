@@ -46,11 +46,12 @@ def _train_config(args: argparse.Namespace):
     from geobasis.train import TrainConfig
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            setattr(config, f.name, value)
-    return config
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return TrainConfig.from_dict({**config.to_dict(), **overrides})  # validated again
 
 
 def _print_report(report: dict) -> None:
@@ -148,6 +149,12 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "extra":
             continue
         flag = "--" + f.name.replace("_", "-")
+        if str(f.type) == "bool":  # a switch: given means True, absent keeps the config's
+            parser.add_argument(
+                flag, dest=f.name, action="store_const", const=True, default=None,
+                help=f"default: {f.default!r}",
+            )  # fmt: skip
+            continue
         kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
         if f.name in ("train_size", "val_size", "test_size"):
             kind = _int_or_float

@@ -51,6 +51,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch)
+    # torch.compile the training step's energies and forces (potential model, molecules);
+    # about 2x faster steps after a one-off compilation of ~2 minutes
+    compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -62,6 +65,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.compile and self.model != "potential":
+            raise ValueError("compile works with model='potential' (frames are not traceable)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from torch_geometric.loader import DataLoader
+from torch_geometric.utils import scatter
 from tqdm import tqdm
 
 from geobasis.data.molecules import (
@@ -313,6 +314,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_lr
     )
     ema = _EMA(model, config.ema_decay)
+    # --compile: energies and forces (torch.func.grad) in one compiled graph, dynamic
+    # shapes so that batches of other sizes reuse it; compiled on the first step
+    compiled = (
+        torch.compile(model.atomic_energies_and_forces, dynamic=True) if config.compile else None
+    )
     start_epoch, start_step, global_step, best_val = 0, 0, 0, math.inf
     if state is not None:
         model.load_state_dict(state["model"])
@@ -369,7 +375,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             model.train()
             batch = batch.to(device)
             has_forces = getattr(batch, "forces", None) is not None
-            loss = _loss(model(batch, compute_forces=has_forces), batch, scale, config)
+            if compiled is not None and has_forces and getattr(batch, "cell", None) is None:
+                atomic, forces = compiled(batch.pos, batch.z, batch.batch, batch.edge_index)
+                energy = scatter(atomic, batch.batch, 0, dim_size=batch.num_graphs)
+                out = {"energy": energy, "forces": forces}
+            else:
+                out = model(batch, compute_forces=has_forces)
+            loss = _loss(out, batch, scale, config)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
             if world > 1:

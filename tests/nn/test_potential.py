@@ -156,3 +156,33 @@ def test_errors():
         Potential(nonlinearity="relu")
     with pytest.raises(ValueError, match="num_layers"):
         Potential(num_layers=0)
+
+
+def test_functional_forces_equal_autograd_forces_eagerly_and_compiled():
+    """``atomic_energies_and_forces`` (torch.func.grad) == ``forward`` (autograd.grad): the
+    values and the parameter gradients of a force loss, eager and under torch.compile."""
+    from torch_geometric.utils import scatter
+
+    batch = Batch.from_data_list([_molecule(7, 1), _molecule(5, 2)])
+    batch.edge_index = radius_graph(batch.pos, 3.0, batch.batch)
+    model = _model(channels=4, lmax=1, num_layers=1).train()
+    params = list(model.parameters())
+
+    def loss_and_grads(energy, forces):
+        loss = energy.square().sum() + forces.square().sum()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+    out = model(batch)
+    reference = loss_and_grads(out["energy"], out["forces"])
+    args = (batch.pos, batch.z, batch.batch, batch.edge_index)
+    for fn in (
+        model.atomic_energies_and_forces,
+        torch.compile(model.atomic_energies_and_forces, dynamic=True),
+    ):
+        atomic, forces = fn(*args)
+        energy = scatter(atomic, batch.batch, 0, dim_size=2)
+        torch.testing.assert_close(energy, out["energy"])
+        torch.testing.assert_close(forces, out["forces"])
+        for got, expected in zip(loss_and_grads(energy, forces), reference):
+            torch.testing.assert_close(got, expected)

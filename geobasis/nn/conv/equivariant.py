@@ -34,7 +34,7 @@ from torch_geometric.nn import MessagePassing
 
 from geobasis.graph import edge_vectors
 from geobasis.nn.linear import check_spherical
-from geobasis.o3 import spherical_harmonics
+from geobasis.o3 import SphericalHarmonics, spherical_harmonics
 from geobasis.products import ClebschGordanProduct, GauntFourierProduct, GauntGridProduct
 from geobasis.radial import BesselBasis, PolynomialEnvelope
 
@@ -89,6 +89,7 @@ class EquivariantConv(MessagePassing):
         self.cutoff = float(cutoff)
         self.product_name = product
         self.product = make_product(product, lmax_in, self.lmax_sh, lmax_out, channels)
+        self.harmonics = SphericalHarmonics(self.lmax_sh, normalization="component")
         self.radial_basis = BesselBasis(num_radial, cutoff)
         self.envelope = PolynomialEnvelope(cutoff)
         self.radial = nn.Sequential(
@@ -137,7 +138,7 @@ class EquivariantConv(MessagePassing):
     ) -> Tensor:
         check_spherical(x, self.lmax_in, self.channels, type(self).__name__)
         vectors, lengths = edge_vectors(pos, edge_index, shifts, cell, batch)
-        harmonics = spherical_harmonics(self.lmax_sh, vectors, normalization="component")
+        harmonics = self.harmonics(vectors)
         weight = self.edge_weights(lengths)
         out = self.propagate(edge_index, x=x, harmonics=harmonics, weight=weight)
         return out * (self.norm * self.product_scale.to(out.dtype))

@@ -34,6 +34,13 @@ def batch_of(data, pos: Tensor) -> Tensor:
     return batch
 
 
+class _Graph:
+    """The fields of a molecular batch that :meth:`AtomisticModel.atomic_energies` reads."""
+
+    def __init__(self, z: Tensor, batch: Tensor, edge_index: Tensor) -> None:
+        self.z, self.batch, self.edge_index, self.shifts = z, batch, edge_index, None
+
+
 class AtomisticModel(nn.Module):
     """Base class: energies from :meth:`atomic_energies`, forces and stress by autograd.
 
@@ -51,6 +58,23 @@ class AtomisticModel(nn.Module):
     def atomic_energies(self, data, pos: Tensor, cell: Tensor | None) -> Tensor:
         """``[N]`` atomic energies (reference energies included) at positions ``pos``."""
         raise NotImplementedError
+
+    def atomic_energies_and_forces(
+        self, pos: Tensor, z: Tensor, batch: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(atomic energies [N], forces [N, 3])`` of a molecular batch (no cell), the forces
+        from ``torch.func.grad``: no ``autograd.grad`` call inside, so ``torch.compile`` can
+        trace the whole computation, and a loss on the forces can be backpropagated to the
+        parameters through the compiled graph (``geobasis train --compile``).
+        """
+        graph = _Graph(z, batch, edge_index)
+
+        def total(p: Tensor) -> tuple[Tensor, Tensor]:
+            atomic = self.atomic_energies(graph, p, None)
+            return atomic.sum(), atomic
+
+        gradient, atomic = torch.func.grad(total, has_aux=True)(pos)
+        return atomic, -gradient
 
     @torch.no_grad()
     def fit_reference_energies(self, z: Tensor, batch: Tensor, energy: Tensor) -> Tensor:
