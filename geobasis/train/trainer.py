@@ -316,9 +316,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     ema = _EMA(model, config.ema_decay)
     # --compile: energies and forces (torch.func.grad) in one compiled graph, dynamic
     # shapes so that batches of other sizes reuse it; compiled on the first step
-    compiled = (
-        torch.compile(model.atomic_energies_and_forces, dynamic=True) if config.compile else None
-    )
+    compiled = None
+    if config.compile:
+        from geobasis.typing import WITH_CPU_COMPILER
+
+        if device.type == "cpu" and not WITH_CPU_COMPILER:
+            raise RuntimeError(
+                "--compile needs a C++ compiler and the Python headers for torch.compile on "
+                "CPU (e.g. apt install g++ python3-dev); or train without --compile"
+            )
+        compiled = torch.compile(model.atomic_energies_and_forces, dynamic=True)
     start_epoch, start_step, global_step, best_val = 0, 0, 0, math.inf
     if state is not None:
         model.load_state_dict(state["model"])

@@ -8,6 +8,7 @@ from geobasis.graph import radius_graph
 from geobasis.nn import Potential
 from geobasis.o3 import random_orthogonal
 from geobasis.testing import assert_equivariant
+from geobasis.typing import WITH_CPU_COMPILER
 
 
 def _molecule(n=9, seed=0, scale=1.3):
@@ -158,6 +159,7 @@ def test_errors():
         Potential(num_layers=0)
 
 
+@pytest.mark.skipif(not WITH_CPU_COMPILER, reason="torch.compile on CPU needs a C++ compiler")
 def test_functional_forces_equal_autograd_forces_eagerly_and_compiled():
     """``atomic_energies_and_forces`` (torch.func.grad) == ``forward`` (autograd.grad): the
     values and the parameter gradients of a force loss, eager and under torch.compile."""

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from geobasis.train import TrainConfig, load_checkpoint, load_model, train
+from geobasis.typing import WITH_CPU_COMPILER
 
 pytest.importorskip("tblite")
 
@@ -226,6 +227,7 @@ def test_faenet_model_switch_trains_and_reloads(tmp_path):
         TrainConfig(model="schnet")
 
 
+@pytest.mark.skipif(not WITH_CPU_COMPILER, reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_step_learns_like_the_eager_one(tmp_path):
     runs = tmp_path / "runs"
     options = {**TINY, "epochs": 2}
