@@ -44,6 +44,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
+from geobasis._tracing import traced
+
 __all__ = ["SphericalHarmonics", "spherical_harmonics"]
 
 _NORMALIZATIONS = ("integral", "component", "norm")
@@ -288,14 +290,6 @@ class _UnitHarmonics(torch.autograd.Function):
 _EPS = 1e-12  # e3nn's normalisation epsilon
 
 
-def _traced() -> bool:
-    """Inside ``torch.compile`` or a ``torch.func`` transform (``grad``, ``vmap``): the
-    chunked kernels (``out=``) and the custom autograd Function cannot be traced there."""
-    if torch.compiler.is_compiling():
-        return True
-    return torch._C._functorch.peek_interpreter_stack() is not None
-
-
 class SphericalHarmonics(nn.Module):
     r"""Real spherical harmonics :math:`Y_l^m`, :math:`l = 0..l_{max}`, in e3nn's basis.
 
@@ -352,7 +346,7 @@ class SphericalHarmonics(nn.Module):
         flat = vectors.reshape(-1, 3)
         # e3nn: polar axis y, azimuth in the z-x plane from z towards x
         cuw = flat.t()[[1, 2, 0]]
-        if self.normalize and _traced():  # compiled or under torch.func: plain ops only
+        if self.normalize and traced():  # compiled or under torch.func: plain ops only
             unit = torch.nn.functional.normalize(cuw, dim=0, eps=_EPS)
             tables = {k: _cast(v, vectors.dtype) for k, v in tables.items()}
             out = _plain_evaluate(self.lmax, unit, tables, (unit * unit).sum(0)).t()

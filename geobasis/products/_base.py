@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from geobasis._chunked import chunked_rows
+from geobasis._tracing import traced
 from geobasis.o3._spherical_harmonics import check_lmax
 
 __all__ = ["EquivariantProduct", "WEIGHT_MODES"]
@@ -269,6 +270,8 @@ class EquivariantProduct(nn.Module):
         x1f, x2f, w, batch = self._flatten_inputs(x1, x2, weight)
         if x1f.shape[0] == 0:
             out = x1f.new_zeros(0, self.dim_out, x1f.shape[-1])
+        elif traced():  # torch.compile / torch.func: plain operations only
+            out = self._plain_product(x1f, x2f, w)
         else:
             out = self._product(x1f, x2f, w)
         return out.reshape(*batch, self.dim_out, x1f.shape[-1])

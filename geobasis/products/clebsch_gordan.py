@@ -41,6 +41,7 @@ import math
 import torch
 from torch import Tensor
 
+from geobasis._tracing import traced
 from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
 from geobasis.products._base import (
     EquivariantProduct,
@@ -279,8 +280,6 @@ class ClebschGordanProduct(EquivariantProduct):
         return self._product_channelwise(x1, x2, weight)
 
     def _product_shared_x2(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
-        if torch.compiler.is_compiling():  # traced: the plain form, one graph
-            return self._shared_x2_forward(x1, x2, weight)
         if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
             out = x1.new_zeros(x1.shape[0], self.dim_out, x1.shape[2])
             size = self.chunk_size
@@ -307,7 +306,7 @@ class ClebschGordanProduct(EquivariantProduct):
             first, last = segments[0][0], segments[-1][0]
             return x1[:, first * first : (last + 1) ** 2]
         batch, channels = x1.shape[0], x1.shape[2]
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if not torch.is_grad_enabled() and not traced():  # out= kernels: not traceable
             size = sum((2 * l1 + 1) * (stop - start) for l1, start, stop in segments)
             rows = x1.new_empty(batch, size, channels)
             offset = 0

@@ -240,8 +240,6 @@ class GauntGridProduct(GauntProduct):
 
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         fast = self.paired and weight is not None and x2.dim() == 2
-        if torch.compiler.is_compiling():  # traced: the plain form, one graph
-            return self._plain_product(x1, x2, weight)
         if not fast:
             return self._chunked_plain_product(x1, x2, weight)
         if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping

@@ -188,3 +188,19 @@ def test_functional_forces_equal_autograd_forces_eagerly_and_compiled():
         torch.testing.assert_close(forces, out["forces"])
         for got, expected in zip(loss_and_grads(energy, forces), reference):
             torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("product", ["cg", "gaunt_grid", "gaunt_fourier"])
+@pytest.mark.parametrize("training", [True, False])
+def test_functional_forces_work_for_every_product_in_both_modes(product, training):
+    """torch.func.grad reaches the products' and harmonics' plain forms (no custom
+    autograd Function, no out= kernel), also under no_grad."""
+    batch = Batch.from_data_list([_molecule(6, 3)])
+    batch.edge_index = radius_graph(batch.pos, 3.0, batch.batch)
+    model = _model(product=product).train(training)
+    reference = model(batch)["forces"].detach()
+    with torch.no_grad():
+        _, forces = model.atomic_energies_and_forces(
+            batch.pos, batch.z, batch.batch, batch.edge_index
+        )
+    torch.testing.assert_close(forces, reference)
