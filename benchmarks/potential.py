@@ -99,10 +99,9 @@ def main() -> None:
 
         return step
 
-    steps, sizes = {}, {}
-    for product in ("cg", "gaunt_grid"):
+    def potential(product: str) -> Potential:
         torch.manual_seed(0)
-        model = Potential(
+        return Potential(
             channels=args.channels,
             lmax=args.lmax,
             num_layers=args.layers,
@@ -111,6 +110,10 @@ def main() -> None:
             product=product,
             avg_num_neighbors=neighbours,
         ).train()
+
+    steps, sizes = {}, {}
+    for product in ("cg", "gaunt_grid"):
+        model = potential(product)
 
         def energy_fn(p, model=model):
             data = batch.clone()
@@ -124,16 +127,7 @@ def main() -> None:
     compile_seconds = None
     if not args.no_compile:
         # the same CG model, forces by torch.func.grad inside one compiled graph
-        torch.manual_seed(0)
-        model = Potential(
-            channels=args.channels,
-            lmax=args.lmax,
-            num_layers=args.layers,
-            cutoff=cutoff,
-            radial_hidden=32,
-            product="cg",
-            avg_num_neighbors=neighbours,
-        ).train()
+        model = potential("cg")
         compiled = torch.compile(model.atomic_energies_and_forces, dynamic=True)
         params = list(model.parameters())
         z, graph_of = batch.z, batch.batch

@@ -270,10 +270,14 @@ def pca_frames(
     return Frames(rotations, graph, weight, count, center, values, degenerate)
 
 
-def _shell(norms: Tensor, group: Tensor, eligible: Tensor, num: int, tol: float):
-    """Members whose norm is within ``tol`` of the largest in their group, and that maximum."""
+def _outermost(
+    norms: Tensor, group: Tensor, num: int, tol: float, allowed: Tensor, min_norm: Tensor
+) -> Tensor:
+    """``[M]`` members whose norm is within ``tol`` of the largest of their group, in groups
+    that are ``allowed`` and whose largest norm exceeds ``min_norm`` (both ``[num]``)."""
     largest = scatter(norms.detach(), group, 0, dim_size=num, reduce="max")
-    return eligible & (norms.detach() >= (1.0 - tol) * largest[group]), largest
+    usable = allowed & (largest > min_norm)
+    return usable[group] & (norms.detach() >= (1.0 - tol) * largest[group])
 
 
 def _plane_frames(r, batch, normal, plane_first, plane_last, min_extent, tol, proper):
@@ -282,10 +286,7 @@ def _plane_frames(r, batch, normal, plane_first, plane_last, min_extent, tol, pr
     n = normal[batch]
     p = r - (r * n).sum(-1, keepdim=True) * n
     norms = torch.linalg.vector_norm(p, dim=-1)
-    is_plane = plane_first | plane_last
-    largest = scatter(norms.detach(), batch, 0, dim_size=num, reduce="max")
-    usable = is_plane & (largest > min_extent)
-    chosen, _ = _shell(norms, batch, usable[batch], num, tol)
+    chosen = _outermost(norms, batch, num, tol, plane_first | plane_last, min_extent)
     index = chosen.nonzero()[:, 0]
     g = batch[index]
     e1 = _unit(p[index])
@@ -309,9 +310,7 @@ def _plane_frames(r, batch, normal, plane_first, plane_last, min_extent, tol, pr
 def _sphere_frames(r, batch, sphere, min_extent, tol, proper, num):
     """Frames of graphs with three equal eigenvalues, from two shells of points."""
     norms = torch.linalg.vector_norm(r, dim=-1)
-    largest = scatter(norms.detach(), batch, 0, dim_size=num, reduce="max")
-    usable = sphere & (largest > min_extent)
-    chosen, _ = _shell(norms, batch, usable[batch], num, tol)
+    chosen = _outermost(norms, batch, num, tol, sphere, min_extent)
     first = chosen.nonzero()[:, 0]
     # every (first-axis point j, other point k of the same graph) pair
     other, pair = expand_groups(batch, batch[first], num)
@@ -320,8 +319,8 @@ def _sphere_frames(r, batch, sphere, min_extent, tol, proper, num):
     q = r[other] - (r[other] * e1).sum(-1, keepdim=True) * e1
     qn = torch.linalg.vector_norm(q, dim=-1)
     g = batch[j]
-    eligible = qn.detach() > min_extent[g]
-    chosen2, _ = _shell(qn, pair, eligible, first.shape[0], tol)
+    everyone = torch.ones(first.shape[0], dtype=torch.bool, device=r.device)
+    chosen2 = _outermost(qn, pair, first.shape[0], tol, everyone, min_extent[batch[first]])
     keep = chosen2.nonzero()[:, 0]
     e1, e2, g = e1[keep], _unit(q[keep]), g[keep]
     e3 = torch.linalg.cross(e1, e2)
@@ -338,9 +337,7 @@ def _circle_frames(r, batch, circle, min_extent, tol, proper):
     """Frames of 2-D graphs with two equal eigenvalues, from the outermost points."""
     num = circle.shape[0]
     norms = torch.linalg.vector_norm(r, dim=-1)
-    largest = scatter(norms.detach(), batch, 0, dim_size=num, reduce="max")
-    usable = circle & (largest > min_extent)
-    chosen, _ = _shell(norms, batch, usable[batch], num, tol)
+    chosen = _outermost(norms, batch, num, tol, circle, min_extent)
     index = chosen.nonzero()[:, 0]
     e1 = _unit(r[index])
     e2 = torch.stack([-e1[:, 1], e1[:, 0]], dim=-1)
