@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--edges", type=int, default=10_000)
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--lmin", type=int, default=1, help="smallest L")
     parser.add_argument("--lmax", type=int, default=8, help="largest L for geobasis (C=32)")
     parser.add_argument("--lmax-wide", type=int, default=4, help="largest L for C>32")
     parser.add_argument("--e3nn-lmax", type=int, default=4)
@@ -99,7 +100,7 @@ def main() -> None:
     jobs = [
         (c, l)
         for c in args.channels
-        for l in range(1, (args.lmax if c == min(args.channels) else args.lmax_wide) + 1)
+        for l in range(args.lmin, (args.lmax if c == min(args.channels) else args.lmax_wide) + 1)
     ]
     rows = []
     for channels, lmax in tqdm(jobs, desc="products"):

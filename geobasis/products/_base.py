@@ -329,16 +329,21 @@ def differentiable_gradients(
 
 
 def gradient_buffers(
-    tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...], zeroed: bool = True
+    tensors: tuple[Tensor | None, ...],
+    needs: tuple[bool, ...],
+    zeroed: bool | tuple[bool, ...] = True,
 ) -> list[Tensor | None]:
     """Full-batch gradients that chunked backward passes write into (no final
-    concatenation), zeroed for passes that accumulate; ``None`` where no gradient is needed
-    or the tensor is shared by the batch (batch 1: its chunk gradients are summed instead)."""
+    concatenation), zeroed for passes that accumulate (``zeroed``: one flag, or one per
+    tensor); ``None`` where no gradient is needed or the tensor is shared by the batch
+    (batch 1: its chunk gradients are summed instead)."""
     batch = tensors[0].shape[0]
-    new = torch.zeros_like if zeroed else torch.empty_like
+    flags = zeroed if isinstance(zeroed, tuple) else (zeroed,) * len(tensors)
     return [
-        new(t) if need and t is not None and (t.shape[0] > 1 or batch == 1) else None
-        for t, need in zip(tensors, needs, strict=True)
+        (torch.zeros_like if zero else torch.empty_like)(t)
+        if need and t is not None and (t.shape[0] > 1 or batch == 1)
+        else None
+        for t, need, zero in zip(tensors, needs, flags, strict=True)
     ]
 
 

@@ -91,7 +91,7 @@ class _SharedX2Product(torch.autograd.Function):
     def forward(ctx, module, x1, x2, weight):  # noqa: D102
         ctx.module = module
         ctx.save_for_backward(x1, x2, weight)
-        out = x1.new_zeros(x1.shape[0], module.dim_out, x1.shape[2])
+        out = module._new_output(x1)
         # the coupled x2 and the weighted rows are needed again: keep them if they fit
         keep = any(ctx.needs_input_grad[1:])
         keep = keep and module.saved_rows_bytes(x1) <= module.max_saved_bytes
@@ -117,7 +117,8 @@ class _SharedX2Product(torch.autograd.Function):
                 module._shared_x2_forward, (x1, x2, weight), needs, grad
             )
             return None, *grads
-        buffers = gradient_buffers((x1, x2, weight), needs)
+        # x1 and x2 gradients are accumulated over groups; every weight row is written once
+        buffers = gradient_buffers((x1, x2, weight), needs, zeroed=(True, True, False))
         shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
         size = module.chunk_size
         for start, chunk, rows in zip(
@@ -281,7 +282,7 @@ class ClebschGordanProduct(EquivariantProduct):
 
     def _product_shared_x2(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
-            out = x1.new_zeros(x1.shape[0], self.dim_out, x1.shape[2])
+            out = self._new_output(x1)
             size = self.chunk_size
             for start, chunk in zip(
                 range(0, x1.shape[0], size), self._chunks(x1, x2, weight), strict=True
@@ -290,6 +291,13 @@ class ClebschGordanProduct(EquivariantProduct):
                     self._shared_x2_forward(*chunk, out=out[start : start + size])
             return out
         return _SharedX2Product.apply(self, x1, x2, weight)
+
+    def _new_output(self, x1: Tensor) -> Tensor:
+        """Output buffer ``[B, D_out, C]`` for the chunked forward, which writes every degree
+        some path reaches: zeroed only where no path does."""
+        reached = len(self._groups) == self.lmax_out + 1
+        new = x1.new_empty if reached else x1.new_zeros
+        return new(x1.shape[0], self.dim_out, x1.shape[2])
 
     def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
         """Split along the batch (cache-sized blocks); tensors with batch 1 are shared."""
@@ -389,7 +397,7 @@ class ClebschGordanProduct(EquivariantProduct):
         for n_group, group in enumerate(self._groups):
             l, segments = group[0], group[3]
             table = self._table(group, weight is not None)
-            g = grad[:, l * l : (l + 1) ** 2].contiguous()  # [B, 2l+1, C]
+            g = grad[:, l * l : (l + 1) ** 2]  # [B, 2l+1, C], strided: bmm takes it as is
             if rows is not None:
                 coupled, weighted = rows[n_group]
             else:
@@ -417,7 +425,9 @@ class ClebschGordanProduct(EquivariantProduct):
                     grad_x1[:, block].addcmul_(gr[:, 0], weight[:, start, None])
                 elif need_x1:
                     grad_x1[:, block] += (gr * weight[:, start:stop, None]).sum(1)
-                if need_w:  # [B, P, C]: sum over m1 of grad_rows * x1
+                if need_w and l1 == 0:  # [B, P, C]: sum over m1 of grad_rows * x1
+                    torch.mul(gr[:, :, 0], x1[:, None, 0], out=grad_w[:, start:stop])
+                elif need_w:
                     torch.sum(gr * x1[:, None, block], 2, out=grad_w[:, start:stop])
         return grad_x1, grad_x2, grad_w
 

@@ -27,6 +27,7 @@ from geobasis.o3._spherical_harmonics import spherical_harmonics
 from geobasis.o3.s2grid import s2_grid
 from geobasis.products._base import (
     accumulate_shared,
+    degree_index,
     differentiable_gradients,
     gradient_buffers,
     needs_autograd,
@@ -66,21 +67,21 @@ class _MirroredGridProduct(torch.autograd.Function):
 
     @staticmethod
     def run(module, x1, x2, weight, keep=False):
-        """The chunked forward: output, kept grid tensors and unweighted outputs per chunk."""
+        """The chunked forward: output, what each chunk keeps for backward (its weighted
+        pieces and grid tensors, or ``None``) and the unweighted outputs per chunk."""
         kept, ys = [], []
         out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
         size = module.chunk_size
         for start in range(0, x1.shape[0], size):
-            x1_split, w1_split, w2, w_out = _MirroredGridProduct._pieces(
-                module, x1, weight, start, start + size
-            )
+            pieces = _MirroredGridProduct._pieces(module, x1, weight, start, start + size)
+            x1_split, w1_split, w2, w_out = pieces
             y_split = x1.new_empty(x1_split.shape[0], module.dim_out, x1.shape[2])
             saved = module._mirrored_forward(
                 x1_split * w1_split, x2[start : start + size], w2, y_split
             )
             y = y_split.index_select(1, module._unsplitout)  # unweighted output
             torch.mul(y, w_out, out=out[start : start + size])
-            kept.append(saved if keep else None)
+            kept.append((pieces, saved) if keep else None)
             ys.append(y)
         return out, kept, ys
 
@@ -99,17 +100,21 @@ class _MirroredGridProduct(torch.autograd.Function):
         size = module.chunk_size
         for n, start in enumerate(range(0, x1.shape[0], size)):
             stop = start + size
-            x1_split, w1_split, w2, w_out = _MirroredGridProduct._pieces(
-                module, x1, weight, start, stop
-            )
+            if ctx.kept[n] is not None:
+                (x1_split, w1_split, w2, w_out), saved = ctx.kept[n]
+                u = None
+            else:
+                pieces = _MirroredGridProduct._pieces(module, x1, weight, start, stop)
+                x1_split, w1_split, w2, w_out = pieces
+                u, saved = x1_split * w1_split, None
             g = grad[start:stop]
             g_split = (g * w_out).index_select(1, module._splitout)
             g_u, g_x2, g_w2 = module._mirrored_backward(
-                x1_split * w1_split,
+                u,
                 x2[start:stop],
                 w2,
                 g_split,
-                ctx.kept[n],
+                saved,
                 (need_x1 or need_w, need_x2, need_w),
                 None if buffers[1] is None else buffers[1][start:stop],
             )
@@ -124,12 +129,14 @@ class _MirroredGridProduct(torch.autograd.Function):
             if need_w:
                 g_w = x1.new_empty(g.shape[0], *weight.shape[1:])
                 g_w = g_w if buffers[2] is None else buffers[2][start:stop]
-                g_w[:, :n1] = sum(
-                    torch.matmul(module._split_sum1[:, half], g_half * x1_split[:, half])
-                    for half, g_half in zip(halves, g_u, strict=True)
-                )
+                # per-degree sums as index_add_ (2x faster than a 0/1 matrix product)
+                g_w[:, :n1].zero_()
+                for half, g_half in zip(halves, g_u, strict=True):
+                    g_w[:, :n1].index_add_(
+                        1, module._split_degree1[half], g_half * x1_split[:, half]
+                    )
                 g_w[:, n1:n2] = g_w2
-                g_w[:, n2:] = torch.matmul(module._degree_sumout, g * ctx.y[n])
+                g_w[:, n2:].zero_().index_add_(1, module._degree_out, g * ctx.y[n])
             accumulate_shared(shared, buffers, (None, None, g_w))
         return None, *(s if b is None else b for s, b in zip(shared, buffers, strict=True))
 
@@ -164,71 +171,67 @@ class GauntGridProduct(GauntProduct):
     ) -> None:
         super().__init__(lmax1, lmax2, lmax_out, channels, weights)
         degree = lmax1 + lmax2 + lmax_out
-        if res_beta is None:  # smallest exact grid, rounded up to an even number of rings
+        if res_beta is None:  # smallest exact grid (an odd count puts a ring on the equator)
             res_beta = math.ceil((degree + 1) / 2)
-            res_beta += res_beta % 2
         self.res_beta = int(res_beta)
         self.res_alpha = degree + 1 if res_alpha is None else int(res_alpha)
         points, quadrature = s2_grid(self.res_beta, self.res_alpha)
         lmax = max(lmax1, lmax2, lmax_out)
         harmonics = spherical_harmonics(lmax, points)  # float64, [G, (lmax+1)**2]
-        # Mirror symmetry y -> -y: Y_lm(-y) = (-1)^(l+m) Y_lm(y).  With an even number of
-        # Gauss-Legendre rings every point of the upper half has a mirror image, so the
+        # Mirror symmetry y -> -y: Y_lm(-y) = (-1)^(l+m) Y_lm(y).  The Gauss-Legendre rings
+        # are symmetric, so every point of the upper rings has a mirror image below and the
         # values there are E + O and E - O, where E and O use only the components of even
-        # and odd l + m: each transform costs half of a dense one.
-        self.paired = self.res_beta % 2 == 0
-        if self.paired:
-            rings = torch.arange(self.res_beta // 2, self.res_beta)
-            upper = (rings[:, None] * self.res_alpha + torch.arange(self.res_alpha)).reshape(-1)
-            lower = ((self.res_beta - 1 - rings)[:, None] * self.res_alpha).reshape(-1, 1)
-            lower = (lower + torch.arange(self.res_alpha)).reshape(-1)
-            order = torch.cat([upper, lower])
-            harmonics, quadrature = harmonics[order], quadrature[order]
-            half = upper.numel()
-            for name, size in (("1", self.dim1), ("2", self.dim2), ("out", self.dim_out)):
-                parity = torch.tensor(
-                    [(l + m) % 2 for l in range(lmax + 1) for m in range(-l, l + 1)]
-                )
-                parity = parity[:size]
-                even, odd = torch.nonzero(parity == 0)[:, 0], torch.nonzero(parity == 1)[:, 0]
-                self.register_buffer(f"_even{name}", even, persistent=False)
-                self.register_buffer(f"_odd{name}", odd, persistent=False)
-                if name != "2":  # x2 is never produced, so it needs no inverse order
-                    unsplit = torch.argsort(torch.cat([even, odd]))
-                    self.register_buffer(f"_unsplit{name}", unsplit, persistent=False)
-                if name == "out":
-                    weighted = harmonics[:half] * quadrature[:half, None]
-                    self.register_table("_from_even", weighted[:, even].t().contiguous())
-                    self.register_table("_from_odd", weighted[:, odd].t().contiguous())
-                else:
-                    self.register_table(f"_to_even{name}", harmonics[:half, even].contiguous())
-                    self.register_table(f"_to_odd{name}", harmonics[:half, odd].contiguous())
-        self.register_table("_to_grid1", harmonics[:, : self.dim1])
-        self.register_table("_to_grid2", harmonics[:, : self.dim2])
-        projection = (harmonics[:, : self.dim_out] * quadrature[:, None]).t()
-        self.register_table("_from_grid", projection.contiguous())
+        # and odd l + m: each transform costs half of a dense one.  With an odd number of
+        # rings the middle one is the equator, where O vanishes: it only carries E.
+        # Point order: upper rings (P points), equator (Q = 0 or res_alpha), lower rings.
+        pairs = self.res_beta // 2
+        upper_rings = torch.arange(self.res_beta - pairs, self.res_beta)
+        ring_order = [upper_rings, torch.arange(pairs, self.res_beta - pairs)]
+        ring_order.append(self.res_beta - 1 - upper_rings)
+        rings = torch.cat(ring_order)
+        order = (rings[:, None] * self.res_alpha + torch.arange(self.res_alpha)).reshape(-1)
+        harmonics, quadrature = harmonics[order], quadrature[order]
+        self.num_pairs = pairs * self.res_alpha  # P
+        self.num_even_points = harmonics.shape[0] - self.num_pairs  # P + Q
+        even_points = slice(0, self.num_even_points)
+        parity = torch.tensor([(l + m) % 2 for l in range(lmax + 1) for m in range(-l, l + 1)])
+        for name, size in (("1", self.dim1), ("2", self.dim2), ("out", self.dim_out)):
+            even = torch.nonzero(parity[:size] == 0)[:, 0]
+            odd = torch.nonzero(parity[:size] == 1)[:, 0]
+            self.register_buffer(f"_even{name}", even, persistent=False)
+            self.register_buffer(f"_odd{name}", odd, persistent=False)
+            if name != "2":  # x2 is never produced, so it needs no inverse order
+                unsplit = torch.argsort(torch.cat([even, odd]))
+                self.register_buffer(f"_unsplit{name}", unsplit, persistent=False)
+            if name == "out":  # quadrature projections [D_even, P + Q] and [D_odd, P]
+                weighted = harmonics * quadrature[:, None]
+                self.register_table("_from_even", weighted[even_points, even].t().contiguous())
+                self.register_table("_from_odd", weighted[: self.num_pairs, odd].t().contiguous())
+            else:  # evaluations [P + Q, D_even] and [P, D_odd]
+                self.register_table(f"_to_even{name}", harmonics[even_points, even].contiguous())
+                self.register_table(f"_to_odd{name}", harmonics[: self.num_pairs, odd].contiguous())
         # [D2, G * (L2+1)]: the grid values of each degree of x2 separately
         per_degree = torch.zeros(self.dim2, harmonics.shape[0], lmax2 + 1, dtype=torch.float64)
         for l in range(lmax2 + 1):
             per_degree[l * l : (l + 1) ** 2, :, l] = harmonics[:, l * l : (l + 1) ** 2].t()
         self.register_table("_per_degree2", per_degree.reshape(self.dim2, -1))
-        if self.paired:
-            # single-channel x2 with degree weights: per-degree values of (upper + lower)
-            # and (upper - lower), the two combinations the mirrored product needs
-            half = harmonics.shape[0] // 2
-            upper, lower = per_degree[:, :half], per_degree[:, half:]
-            self.register_table("_x2_sum", (upper + lower).reshape(self.dim2, -1))
-            self.register_table("_x2_diff", (upper - lower).reshape(self.dim2, -1))
-            offset_out = lmax1 + lmax2 + 2
-            for name, lmax_, offset in (("1", lmax1, 0), ("out", lmax_out, offset_out)):
-                degrees = torch.tensor([l for l in range(lmax_ + 1) for _ in range(2 * l + 1)])
-                split = torch.cat([getattr(self, f"_even{name}"), getattr(self, f"_odd{name}")])
-                self.register_buffer(f"_split{name}", split, persistent=False)
-                self.register_buffer(f"_split_degree{name}", degrees[split] + offset, False)
-                # [L+1, D]: sums the components of each degree (split order / natural order)
-                for kind, order in (("split_sum", split), ("degree_sum", torch.arange(len(split)))):
-                    summation = degrees[order][None, :] == torch.arange(lmax_ + 1)[:, None]
-                    self.register_table(f"_{kind}{name}", summation.double())
+        self.register_table("_to_grid2", harmonics[:, : self.dim2].contiguous())
+        # single-channel x2 with degree weights: per-degree values of a = upper + lower
+        # (the value itself on the equator) and b = upper - lower, the two combinations the
+        # mirrored product needs, as [D2, (L2+1) * (2P + Q)] with columns (l2, a | b): one
+        # GEMM gives both, and each edge's [L2+1, 2P + Q] block is contiguous
+        upper = per_degree[:, : self.num_pairs]
+        lower = per_degree[:, self.num_even_points :]
+        equator = per_degree[:, self.num_pairs : self.num_even_points]
+        both = torch.cat([upper + lower, equator, upper - lower], dim=1)
+        self.register_table("_x2_both", both.transpose(1, 2).reshape(self.dim2, -1))
+        offset_out = lmax1 + lmax2 + 2
+        for name, lmax_, offset in (("1", lmax1, 0), ("out", lmax_out, offset_out)):
+            degrees = degree_index(lmax_)
+            split = torch.cat([getattr(self, f"_even{name}"), getattr(self, f"_odd{name}")])
+            self.register_buffer(f"_split{name}", split, persistent=False)
+            self.register_buffer(f"_split_degree{name}", degrees[split] + offset, False)
+        self.register_buffer("_degree_out", degree_index(lmax_out), persistent=False)
         self.chunk_size = 128  # batch elements per block: grid values stay in cache
         self.max_saved_bytes = 1 << 29  # keep grid values for backward up to 512 MiB
 
@@ -239,7 +242,7 @@ class GauntGridProduct(GauntProduct):
         return min(2 * self.res_beta - 1, self.res_alpha - 1) >= degree
 
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
-        fast = self.paired and weight is not None and x2.dim() == 2
+        fast = weight is not None and x2.dim() == 2
         if not fast:
             return self._chunked_plain_product(x1, x2, weight)
         if not needs_autograd(x1, x2, weight):  # inference: no autograd bookkeeping
@@ -253,80 +256,96 @@ class GauntGridProduct(GauntProduct):
     ) -> tuple[Tensor, ...]:
         """Grid work of one chunk: weighted ``u [B, D1, C]`` in (even | odd) order, ``x2``,
         degree weights ``w2 [B, L2+1, C]``; writes the unweighted output in (even | odd)
-        order into ``y_split`` and returns what the backward needs."""
+        order into ``y_split`` and returns what the backward needs.
+
+        With ``P`` mirror pairs and ``Q`` equator points: ``E [B, P+Q, C]``, ``O [B, P, C]``,
+        ``a [B, P+Q, C]`` (x2 factor on upper + lower, or on the equator) and
+        ``b [B, P, C]`` (upper - lower); the even output projects ``E a + O b`` and the odd
+        one ``E b + O a`` (pairs only: odd components vanish on the equator).
+        """
         batch = x2.shape[0]
-        n_even = self._to_even1.shape[1]
-        even = torch.matmul(self._to_even1, u[:, :n_even])  # [B, G/2, C]
-        odd = torch.matmul(self._to_odd1, u[:, n_even:])
-        part_a = torch.matmul(x2, self._x2_sum).view(batch, -1, self.lmax2 + 1)
-        part_b = torch.matmul(x2, self._x2_diff).view(batch, -1, self.lmax2 + 1)
-        a = torch.matmul(part_a, w2)  # weighted x2 values, upper + lower
-        b = torch.matmul(part_b, w2)  # weighted x2 values, upper - lower
+        pairs, n_even = self.num_pairs, self.num_even_points
+        n_split = self._to_even1.shape[1]
+        even = torch.matmul(self._to_even1, u[:, :n_split])  # [B, P+Q, C]
+        odd = torch.matmul(self._to_odd1, u[:, n_split:])  # [B, P, C]
+        # per-degree x2 values [B, L2+1, 2P+Q] (a | b), then weighted: ab [B, 2P+Q, C]
+        parts = torch.matmul(x2, self._x2_both).view(batch, self.lmax2 + 1, -1)
+        ab = torch.matmul(parts.transpose(1, 2), w2)
+        a, b = ab[:, :n_even], ab[:, n_even:]
         if y_split is not None:
-            # upper f1 f2 +- lower f1 f2 with f1 = E +- O and f2 = (a +- b) / 2
             n_out = self._from_even.shape[0]
-            y_split[:, :n_out] = torch.matmul(self._from_even, torch.addcmul(even * a, odd, b))
-            y_split[:, n_out:] = torch.matmul(self._from_odd, torch.addcmul(even * b, odd, a))
-        return even, odd, a, b, part_a, part_b
+            p_even = even * a
+            p_even[:, :pairs].addcmul_(odd, b)
+            y_split[:, :n_out] = torch.matmul(self._from_even, p_even)
+            p_odd = (even[:, :pairs] * b).addcmul_(odd, a[:, :pairs])
+            y_split[:, n_out:] = torch.matmul(self._from_odd, p_odd)
+        return even, odd, ab, parts
 
     def _mirrored_backward(
         self,
-        u: Tensor,
+        u: Tensor | None,
         x2: Tensor,
         w2: Tensor,
         g_split: Tensor,
         saved: tuple[Tensor, ...] | None,
         needs: tuple[bool, bool, bool],
         out_x2: Tensor | None = None,
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    ) -> tuple[tuple[Tensor, Tensor] | None, Tensor | None, Tensor | None]:
         """Gradients of one chunk w.r.t. ``u`` (its even and odd parts), ``x2`` (written into
-        ``out_x2`` if given) and ``w2``."""
+        ``out_x2`` if given) and ``w2``; ``u`` is only needed when nothing was ``saved``."""
         if saved is None:
             saved = self._mirrored_forward(u, x2, w2)
-        even, odd, a, b, part_a, part_b = saved
+        even, odd, ab, parts = saved
+        pairs, n_even = self.num_pairs, self.num_even_points
+        a, b = ab[:, :n_even], ab[:, n_even:]
         batch = x2.shape[0]
         need_u, need_x2, need_w2 = needs
         n_out = self._from_even.shape[0]
-        g_total = torch.matmul(self._from_even.t(), g_split[:, :n_out])  # [B, G/2, C]
-        g_difference = torch.matmul(self._from_odd.t(), g_split[:, n_out:])
+        g_total = torch.matmul(self._from_even.t(), g_split[:, :n_out])  # [B, P+Q, C]
+        g_difference = torch.matmul(self._from_odd.t(), g_split[:, n_out:])  # [B, P, C]
         g_u = g_x2 = g_w2 = None
-        if need_u:
-            g_even = torch.addcmul(g_total * a, g_difference, b)
-            g_odd = torch.addcmul(g_total * b, g_difference, a)
+        if need_u:  # in-place accumulation: one memory stream less per product
+            g_even = g_total * a
+            g_even[:, :pairs].addcmul_(g_difference, b)
+            g_odd = (g_total[:, :pairs] * b).addcmul_(g_difference, a[:, :pairs])
             g_u = (torch.matmul(self._to_even1.t(), g_even), torch.matmul(self._to_odd1.t(), g_odd))
         if need_x2 or need_w2:
-            g_a = torch.addcmul(g_total * even, g_difference, odd)
-            g_b = torch.addcmul(g_total * odd, g_difference, even)
+            g_ab = torch.empty_like(ab)
+            g_a, g_b = g_ab[:, :n_even], g_ab[:, n_even:]
+            torch.mul(g_total, even, out=g_a)[:, :pairs].addcmul_(g_difference, odd)
+            torch.mul(g_total[:, :pairs], odd, out=g_b).addcmul_(g_difference, even[:, :pairs])
         if need_x2:
-            g_part_a = torch.matmul(g_a, w2.transpose(1, 2)).reshape(batch, -1)
-            g_part_b = torch.matmul(g_b, w2.transpose(1, 2)).reshape(batch, -1)
-            g_x2 = torch.matmul(g_part_a, self._x2_sum.t(), out=out_x2)
-            g_x2.addmm_(g_part_b, self._x2_diff.t())
+            # [B, L2+1, 2P+Q]: the gradient of the per-degree values (w2 on the left keeps
+            # the small dimension out of the GEMM's columns: 2x faster than g_ab @ w2^T)
+            g_parts = torch.matmul(w2, g_ab.transpose(1, 2))
+            g_x2 = torch.matmul(g_parts.view(batch, -1), self._x2_both.t(), out=out_x2)
         if need_w2:
-            g_w2 = torch.matmul(part_a.transpose(1, 2), g_a)
-            g_w2 = g_w2 + torch.matmul(part_b.transpose(1, 2), g_b)
+            g_w2 = torch.matmul(parts, g_ab)  # [B, L2+1, C]
         return g_u, g_x2, g_w2
 
     def saved_bytes(self, x1: Tensor) -> int:
-        """Memory the fast path keeps for backward (four grid-sized tensors)."""
-        half = self.res_beta * self.res_alpha // 2
-        return 4 * x1.shape[0] * half * x1.shape[-1] * x1.element_size()
+        """Memory the fast path keeps for backward: the grid tensors ``E, O, a, b`` and the
+        weighted pieces of ``x1`` and the output per batch element."""
+        grid = 2 * (self.num_pairs + self.num_even_points)
+        per_element = grid + 2 * self.dim1 + self.dim_out
+        return x1.shape[0] * per_element * x1.shape[-1] * x1.element_size()
 
     def _to_grid(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
-        """``x [B, D, C]`` -> grid values, as (upper, lower) halves ``[B, G/2, C]`` each."""
-        if not self.paired:
-            f = torch.matmul(getattr(self, f"_to_grid{which}"), x)
-            return f, f[:, :0]
+        """``x [B, D, C]`` -> grid values: upper rings and equator ``[B, P+Q, C]``, lower
+        rings ``[B, P, C]``."""
+        pairs = self.num_pairs
         even = torch.matmul(getattr(self, f"_to_even{which}"), x[:, getattr(self, f"_even{which}")])
         odd = torch.matmul(getattr(self, f"_to_odd{which}"), x[:, getattr(self, f"_odd{which}")])
-        return even + odd, even - odd
+        first = torch.cat([even[:, :pairs] + odd, even[:, pairs:]], dim=1)
+        return first, even[:, :pairs] - odd
 
-    def _from_grid_values(self, upper: Tensor, lower: Tensor) -> Tensor:
-        """Grid values (halves ``[B, G/2, C]``) -> ``[B, D_out, C]`` (quadrature projection)."""
-        if not self.paired:
-            return torch.matmul(self._from_grid, upper)
-        even = torch.matmul(self._from_even, upper + lower)
-        odd = torch.matmul(self._from_odd, upper - lower)
+    def _from_grid_values(self, first: Tensor, lower: Tensor) -> Tensor:
+        """Grid values (as returned by :meth:`_to_grid`) -> ``[B, D_out, C]`` (quadrature
+        projection)."""
+        pairs = self.num_pairs
+        even_part = torch.cat([first[:, :pairs] + lower, first[:, pairs:]], dim=1)
+        even = torch.matmul(self._from_even, even_part)
+        odd = torch.matmul(self._from_odd, first[:, :pairs] - lower)
         return torch.cat([even, odd], dim=1).index_select(1, self._unsplitout)
 
     def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
@@ -335,7 +354,7 @@ class GauntGridProduct(GauntProduct):
         else:
             w1, w2, w_out = self.split_weight(weight)  # per component
             x1 = x1 * w1
-        f1 = self._to_grid(x1, "1")  # 2 x [B, G/2, C]
+        f1 = self._to_grid(x1, "1")
         if x2.dim() == 3:
             f2 = self._to_grid(x2 if w2 is None else x2 * w2, "2")
         else:
@@ -348,8 +367,7 @@ class GauntGridProduct(GauntProduct):
                 per_degree = torch.matmul(x2, self._per_degree2).view(batch, -1, self.lmax2 + 1)
                 degree_weights = weight[:, self.lmax1 + 1 : self.lmax1 + self.lmax2 + 2]
                 values = torch.matmul(per_degree, degree_weights)  # [B, G, C]
-            half = values.shape[1] // 2 if self.paired else values.shape[1]
-            f2 = values[:, :half], values[:, half:]
+            f2 = values[:, : self.num_even_points], values[:, self.num_even_points :]
         out = self._from_grid_values(f1[0] * f2[0], f1[1] * f2[1])  # [B, D_out, C]
         return out if w_out is None else out * w_out
 

@@ -188,6 +188,20 @@ def test_saved_rows_and_recomputed_rows_give_the_same_gradients():
         assert torch.allclose(a, b, atol=1e-12)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_output_degrees_no_path_reaches_are_exactly_zero(grad):
+    # l = 3 needs l1 + l2 >= 3: unreachable from lmax1 = lmax2 = 1; the chunked forward
+    # must not leave uninitialised memory there
+    product = ClebschGordanProduct(1, 1, 3, 4, "external", paths="even").double()
+    x1, x2, w = (t.requires_grad_(grad) for t in _inputs(product, 600, True, torch.float64))
+    product.chunk_size = 128
+    with torch.set_grad_enabled(grad):
+        out = product(x1, x2, w)
+    assert torch.equal(out[:, 9:], torch.zeros_like(out[:, 9:]))
+    assert torch.allclose(out, product.plain(x1, x2, w), atol=1e-12)
+    assert out[:, :9].abs().sum() > 0
+
+
 def test_gaunt_weights_give_the_pointwise_product():
     from geobasis.o3 import from_grid, to_grid
 

@@ -114,12 +114,33 @@ def test_gradcheck_and_gradgradcheck(cls, mode):
 
 def test_grid_resolution_and_exactness():
     product = GauntGridProduct(2, 3, 4, 1)
-    assert (product.res_beta, product.res_alpha) == (6, 10) and product.is_exact  # even rings
+    assert (product.res_beta, product.res_alpha) == (5, 10) and product.is_exact  # equator ring
     coarse = GauntGridProduct(2, 3, 4, 1, "none", res_beta=3, res_alpha=6).double()
     assert not coarse.is_exact
     x1, x2, _ = _inputs((2, 3, 4), 1, 3, True)
     exact = GauntGridProduct(2, 3, 4, weights="none").double()(x1, x2)
     assert (coarse(x1, x2) - exact).abs().max() > 1e-6  # aliasing is visible
+
+
+@pytest.mark.parametrize("res_beta", [4, 5, 6, 7])
+def test_even_and_odd_ring_counts_give_the_same_product(res_beta):
+    # degree 6 needs 4 rings; odd counts put a ring on the equator, which the mirrored
+    # transforms treat separately (it carries only even l + m components)
+    reference = GauntGridProduct(2, 2, 2, 3, "external", res_beta=8).double()
+    product = GauntGridProduct(2, 2, 2, 3, "external", res_beta=res_beta).double()
+    assert product.is_exact and product.num_pairs == (res_beta // 2) * product.res_alpha
+    x1, x2, w = _inputs((2, 2, 2), 3, 40, True)
+    product.chunk_size = 16
+    leaves = [t.clone().requires_grad_() for t in (x1, x2, w)]
+    out = product(*leaves)  # the hand-written chunked path
+    assert torch.allclose(out, reference(x1, x2, w), atol=1e-12)
+    assert torch.allclose(product.plain(x1, x2, w), out, atol=1e-12)
+    x2c = torch.randn(40, 9, 3, dtype=torch.float64)
+    assert torch.allclose(product(x1, x2c, w), reference(x1, x2c, w), atol=1e-12)
+    grads = torch.autograd.grad(out.square().sum(), leaves)
+    expected = torch.autograd.grad(reference.plain(*leaves).square().sum(), leaves)
+    for g, e in zip(grads, expected, strict=True):
+        assert torch.allclose(g, e, atol=1e-10)
 
 
 def test_sh_to_fourier_is_sparse_and_exact():
