@@ -121,11 +121,11 @@ class _SharedX2Product(torch.autograd.Function):
         buffers = gradient_buffers((x1, x2, weight), needs, zeroed=(True, True, False))
         shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
         size = module.chunk_size
-        for start, chunk, rows in zip(
+        for start, chunk, kept in zip(
             range(0, x1.shape[0], size), module._chunks(x1, x2, weight, grad), ctx.rows, strict=True
         ):
             out = [None if b is None else b[start : start + size] for b in buffers]
-            grads = module._shared_x2_backward(*chunk, needs=needs, rows=rows, out=out)
+            grads = module._shared_x2_backward(*chunk, needs=needs, kept=kept, out=out)
             accumulate_shared(shared, buffers, grads)
         return None, *(s if b is None else b for s, b in zip(shared, buffers, strict=True))
 
@@ -181,7 +181,7 @@ class ClebschGordanProduct(EquivariantProduct):
             self._build_tables,
             metadata=("_groups", "_pairs"),
         )
-        self.chunk_size = 512  # batch elements per block: keeps intermediates in cache
+        self.chunk_size = 128  # batch elements per block: keeps intermediates in cache
         self.max_saved_bytes = 1 << 29  # keep weighted rows for backward up to 512 MiB
 
     # ------------------------------------------------------------------ tables
@@ -247,6 +247,16 @@ class ClebschGordanProduct(EquivariantProduct):
             self.register_table(names[0], table)
             self.register_table(names[1], table_sum)
             self._groups.append((l, *names, segments))
+        # the weighted rows of all groups, one after the other: row (l1, p, m1) of group l is
+        # x1 component l1^2 + m1 times the weight of path p; gathered in one pass per chunk
+        row_component, row_path = [], []
+        for *_, segments in self._groups:
+            for l1, start, stop in segments:
+                for p in range(start, stop):
+                    row_component += range(l1 * l1, (l1 + 1) ** 2)
+                    row_path += [p] * (2 * l1 + 1)
+        self.register_buffer("_row_component", torch.tensor(row_component), persistent=False)
+        self.register_buffer("_row_path", torch.tensor(row_path), persistent=False)
 
         self._pairs: list[tuple[int, int, str, str, str]] = []  # x2 with channels, by (l1, l2)
         for l1 in range(self.lmax1 + 1):
@@ -303,33 +313,25 @@ class ClebschGordanProduct(EquivariantProduct):
         """Split along the batch (cache-sized blocks); tensors with batch 1 are shared."""
         return chunks(self.chunk_size, *tensors)
 
-    def _weighted_rows(
-        self, x1: Tensor, weight: Tensor | None, segments: list[tuple[int, int, int]]
-    ) -> Tensor:
-        """Rows ``(l1, path, m1)`` of a group: ``[B, Q, C]``, x1 blocks times path weights.
-
-        Without weights the rows are the contiguous degrees ``l1_min..l1_max`` of ``x1``.
-        """
+    def _rows(self, x1: Tensor, weight: Tensor | None) -> Tensor | None:
+        """The weighted rows of all groups ``[B, Q, C]`` (``None`` without weights: the
+        rows of a group are then a slice of ``x1`` itself)."""
         if weight is None:
+            return None
+        rows = x1.index_select(1, self._row_component)
+        weights = weight.index_select(1, self._row_path)
+        if torch.is_grad_enabled() or traced():
+            return rows * weights
+        return rows.mul_(weights)
+
+    def _group_rows(self, x1: Tensor, rows: Tensor | None, group: tuple, offset: int) -> Tensor:
+        """Rows ``[B, Q_l, C]`` of one group (a view)."""
+        segments = group[3]
+        if rows is None:
             first, last = segments[0][0], segments[-1][0]
             return x1[:, first * first : (last + 1) ** 2]
-        batch, channels = x1.shape[0], x1.shape[2]
-        if not torch.is_grad_enabled() and not traced():  # out= kernels: not traceable
-            size = sum((2 * l1 + 1) * (stop - start) for l1, start, stop in segments)
-            rows = x1.new_empty(batch, size, channels)
-            offset = 0
-            for l1, start, stop in segments:
-                block = x1[:, None, l1 * l1 : (l1 + 1) ** 2]  # [B, 1, 2l1+1, C]
-                size = (2 * l1 + 1) * (stop - start)
-                target = rows[:, offset : offset + size].view(batch, stop - start, -1, channels)
-                torch.mul(block, weight[:, start:stop, None], out=target)
-                offset += size
-            return rows
-        parts = [
-            x1[:, None, l1 * l1 : (l1 + 1) ** 2] * weight[:, start:stop, None]
-            for l1, start, stop in segments
-        ]  # [B, P, 2l1+1, C]
-        return torch.cat([p.reshape(batch, -1, channels) for p in parts], dim=1)
+        size = sum((2 * l1 + 1) * (stop - start) for l1, start, stop in segments)
+        return rows[:, offset : offset + size]
 
     def _table(self, group: tuple, weighted: bool) -> Tensor:
         return getattr(self, group[1] if weighted else group[2])
@@ -350,22 +352,26 @@ class ClebschGordanProduct(EquivariantProduct):
     ) -> Tensor:
         """Forward of one chunk: differentiable with grad mode on, else writes into ``out``."""
         batch, channels = x1.shape[0], x1.shape[2]
+        rows = self._rows(x1, weight)
+        if keep is not None:
+            keep.append(rows)
         blocks: list[Tensor] = []
-        done = 0
+        done = offset = 0
         for group in self._groups:
-            l, segments = group[0], group[3]
+            l = group[0]
             # T[b, k, q] = sum_j x2[b, j] C[q, j, k]: channel-free, one GEMM
             table = self._table(group, weight is not None)
             coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
-            rows = self._weighted_rows(x1, weight, segments).expand(batch, -1, -1)
+            group_rows = self._group_rows(x1, rows, group, offset).expand(batch, -1, -1)
+            offset += group_rows.shape[1]
             if keep is not None:
-                keep.append((coupled, rows))
+                keep.append(coupled)
             if out is not None:
-                out[:, l * l : (l + 1) ** 2] = torch.bmm(coupled, rows)
+                out[:, l * l : (l + 1) ** 2] = torch.bmm(coupled, group_rows)
                 continue
             if l > done:
                 blocks.append(x1.new_zeros(batch, l * l - done * done, channels))
-            blocks.append(torch.matmul(coupled, rows))
+            blocks.append(torch.matmul(coupled, group_rows))
             done = l + 1
         if out is not None:
             return out
@@ -381,11 +387,12 @@ class ClebschGordanProduct(EquivariantProduct):
         weight: Tensor | None,
         grad: Tensor,
         needs: tuple[bool, bool, bool] = (True, True, True),
-        rows: list[Tensor] | None = None,
+        kept: list[Tensor] | None = None,
         out: list[Tensor | None] | None = None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """Gradients of one chunk, without autograd; accumulated into the zeroed tensors of
-        ``out`` where given (``None`` entries are allocated)."""
+        ``out`` where given (``None`` entries are allocated).  ``kept``: what the forward
+        kept (weighted rows, then the coupled ``x2`` of every group), or ``None``."""
         batch, channels = x1.shape[0], x1.shape[2]
         need_x1, need_x2, need_w = needs[0], needs[1], needs[2] and weight is not None
         out = out if out is not None else [None, None, None]
@@ -394,41 +401,41 @@ class ClebschGordanProduct(EquivariantProduct):
         grad_w = None
         if need_w:
             grad_w = x1.new_empty(batch, *weight.shape[1:]) if out[2] is None else out[2]
+        rows = None
+        if kept is not None:
+            rows = kept[0]
+        elif need_x2:
+            rows = self._rows(x1, weight)
+        grad_rows = None
+        if weight is not None and (need_x1 or need_w):
+            grad_rows = x1.new_empty(batch, self._row_path.numel(), channels)
+        offset = 0
         for n_group, group in enumerate(self._groups):
-            l, segments = group[0], group[3]
+            l = group[0]
             table = self._table(group, weight is not None)
             g = grad[:, l * l : (l + 1) ** 2]  # [B, 2l+1, C], strided: bmm takes it as is
-            if rows is not None:
-                coupled, weighted = rows[n_group]
+            if kept is not None:
+                coupled = kept[1 + n_group]
             else:
                 coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
-                weighted = None
+            size = coupled.shape[2]
             if need_x2:
-                if weighted is None:
-                    weighted = self._weighted_rows(x1, weight, segments).expand(batch, -1, -1)
-                grad_coupled = torch.bmm(g, weighted.transpose(1, 2))  # [B, 2l+1, Q]
+                group_rows = self._group_rows(x1, rows, group, offset).expand(batch, -1, -1)
+                grad_coupled = torch.bmm(g, group_rows.transpose(1, 2))  # [B, 2l+1, Q_l]
                 grad_x2.addmm_(grad_coupled.view(batch, -1), table.t())
-            if not (need_x1 or need_w):
-                continue
-            grad_rows = torch.bmm(coupled.transpose(1, 2), g)  # [B, Q, C]
-            if weight is None:
-                first, last = segments[0][0], segments[-1][0]
-                grad_x1[:, first * first : (last + 1) ** 2] += grad_rows
-                continue
-            offset = 0
-            for l1, start, stop in segments:
-                block = slice(l1 * l1, (l1 + 1) ** 2)
-                size = (2 * l1 + 1) * (stop - start)
-                gr = grad_rows[:, offset : offset + size].view(batch, stop - start, -1, channels)
-                offset += size
-                if need_x1 and stop - start == 1:
-                    grad_x1[:, block].addcmul_(gr[:, 0], weight[:, start, None])
-                elif need_x1:
-                    grad_x1[:, block] += (gr * weight[:, start:stop, None]).sum(1)
-                if need_w and l1 == 0:  # [B, P, C]: sum over m1 of grad_rows * x1
-                    torch.mul(gr[:, :, 0], x1[:, None, 0], out=grad_w[:, start:stop])
-                elif need_w:
-                    torch.sum(gr * x1[:, None, block], 2, out=grad_w[:, start:stop])
+            if grad_rows is not None:  # [B, Q_l, C]
+                # (assigned: bmm with a strided out= is 3x slower)
+                grad_rows[:, offset : offset + size] = torch.bmm(coupled.transpose(1, 2), g)
+            elif need_x1:  # unweighted: the rows are x1's degrees l1_min..l1_max
+                first, last = group[3][0][0], group[3][-1][0]
+                grad_x1[:, first * first : (last + 1) ** 2] += torch.bmm(coupled.transpose(1, 2), g)
+            offset += size
+        if grad_rows is not None and need_x1:  # sum over the paths of each x1 component
+            weights = weight.index_select(1, self._row_path)
+            grad_x1.index_add_(1, self._row_component, grad_rows * weights)
+        if grad_rows is not None and need_w:  # sum over m1 of each path
+            x1_rows = x1.index_select(1, self._row_component)
+            grad_w.zero_().index_add_(1, self._row_path, grad_rows.mul_(x1_rows))
         return grad_x1, grad_x2, grad_w
 
     def _product_channelwise(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:

@@ -177,15 +177,19 @@ def test_gradcheck_and_gradgradcheck(mode, shared_x2):
         assert product.weight.grad is not None and product.weight.grad.abs().sum() > 0
 
 
-def test_saved_rows_and_recomputed_rows_give_the_same_gradients():
-    product = ClebschGordanProduct(3, 3, 3, 4, "external").double()
+@pytest.mark.parametrize("mode", ["external", "internal", "none"])
+def test_saved_and_recomputed_rows_give_the_plain_gradients(mode):
+    product = ClebschGordanProduct(3, 3, 3, 4, mode, paths="all").double()
     x1, x2, w = (t.requires_grad_() for t in _inputs(product, 9, True, torch.float64))
+    w = w if mode == "external" else None
+    inputs = [t for t in (x1, x2, w, product.weight) if t is not None]
     product.chunk_size = 4
-    first = torch.autograd.grad(product(x1, x2, w).square().sum(), (x1, x2, w))
-    product.max_saved_bytes = 0
-    second = torch.autograd.grad(product(x1, x2, w).square().sum(), (x1, x2, w))
-    for a, b in zip(first, second, strict=True):
-        assert torch.allclose(a, b, atol=1e-12)
+    expected = torch.autograd.grad(product.plain(x1, x2, w).square().sum(), inputs)
+    for saved in (1 << 29, 0):  # rows kept from the forward / recomputed in backward
+        product.max_saved_bytes = saved
+        grads = torch.autograd.grad(product(x1, x2, w).square().sum(), inputs)
+        for a, b in zip(grads, expected, strict=True):
+            assert torch.allclose(a, b, atol=1e-12)
 
 
 @pytest.mark.parametrize("grad", [False, True])
