@@ -81,7 +81,11 @@ class _MirroredGridProduct(torch.autograd.Function):
             )
             y = y_split.index_select(1, module._unsplitout)  # unweighted output
             torch.mul(y, w_out, out=out[start : start + size])
-            kept.append((pieces, saved) if keep else None)
+            if keep:  # E, O and the per-degree x2 values; a | b is cheaper to recompute
+                even, odd, _, parts = saved  # than to write and read back from memory
+                kept.append((pieces, (even, odd, None, parts)))
+            else:
+                kept.append(None)
             ys.append(y)
         return out, kept, ys
 
@@ -288,6 +292,8 @@ class GauntGridProduct(GauntProduct):
         if saved is None:
             saved = self._mirrored_forward(u, x2, w2)
         even, odd, ab, parts = saved
+        if ab is None:  # not kept (see _MirroredGridProduct.run)
+            ab = torch.matmul(parts.transpose(1, 2), w2)
         pairs, n_even = self.num_pairs, self.num_even_points
         a, b = ab[:, :n_even], ab[:, n_even:]
         batch = x2.shape[0]
@@ -319,9 +325,9 @@ class GauntGridProduct(GauntProduct):
         return g_u, g_x2, g_w2
 
     def saved_bytes(self, x1: Tensor) -> int:
-        """Memory the fast path keeps for backward: the grid tensors ``E, O, a, b`` and the
+        """Memory the fast path keeps for backward: the grid tensors ``E, O`` and the
         weighted pieces of ``x1`` and the output per batch element."""
-        grid = 2 * (self.num_pairs + self.num_even_points)
+        grid = self.num_pairs + self.num_even_points
         per_element = grid + 2 * self.dim1 + self.dim_out
         return x1.shape[0] * per_element * x1.shape[-1] * x1.element_size()
 
