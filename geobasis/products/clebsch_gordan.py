@@ -81,10 +81,12 @@ def coupling_paths(
 
 
 class _SharedX2Product(torch.autograd.Function):
-    """Chunked product with a single-channel ``x2``; the backward recomputes per chunk.
+    """Chunked product with a single-channel ``x2``; hand-written backward per chunk.
 
-    Nothing but the inputs is saved, and every intermediate lives in one cache-sized chunk.
-    The backward is written with differentiable operations, so double backward works.
+    Besides the inputs only the channel-free coupled ``x2`` is kept (when it fits in
+    ``module.max_saved_bytes``); every other intermediate lives in one cache-sized chunk
+    and is recomputed.  With ``create_graph=True`` the plain differentiable forward is
+    differentiated instead, so double backward works.
     """
 
     @staticmethod
@@ -92,9 +94,9 @@ class _SharedX2Product(torch.autograd.Function):
         ctx.module = module
         ctx.save_for_backward(x1, x2, weight)
         out = module._new_output(x1)
-        # the coupled x2 and the weighted rows are needed again: keep them if they fit
+        # the coupled x2 is needed again: keep it if it fits
         keep = any(ctx.needs_input_grad[1:])
-        keep = keep and module.saved_rows_bytes(x1) <= module.max_saved_bytes
+        keep = keep and module.saved_bytes(x1) <= module.max_saved_bytes
         ctx.rows = []
         size = module.chunk_size
         for start, chunk in zip(
@@ -182,7 +184,7 @@ class ClebschGordanProduct(EquivariantProduct):
             metadata=("_groups", "_pairs"),
         )
         self.chunk_size = 128  # batch elements per block: keeps intermediates in cache
-        self.max_saved_bytes = 1 << 29  # keep weighted rows for backward up to 512 MiB
+        self.max_saved_bytes = 1 << 29  # keep the coupled x2 for backward up to 512 MiB
 
     # ------------------------------------------------------------------ tables
     def path_norms(self) -> list[float]:
@@ -336,11 +338,10 @@ class ClebschGordanProduct(EquivariantProduct):
     def _table(self, group: tuple, weighted: bool) -> Tensor:
         return getattr(self, group[1] if weighted else group[2])
 
-    def saved_rows_bytes(self, x1: Tensor) -> int:
-        """Memory kept for the backward pass (weighted rows and coupled ``x2``)."""
-        rows = sum((2 * l1 + 1) * (stop - start) for g in self._groups for l1, start, stop in g[3])
+    def saved_bytes(self, x1: Tensor) -> int:
+        """Memory kept for the backward pass (the channel-free coupled ``x2``)."""
         coupled = sum(getattr(self, g[1]).shape[1] for g in self._groups)
-        return x1.shape[0] * (rows * x1.shape[-1] + coupled) * x1.element_size()
+        return x1.shape[0] * coupled * x1.element_size()
 
     def _shared_x2_forward(
         self,
@@ -353,8 +354,6 @@ class ClebschGordanProduct(EquivariantProduct):
         """Forward of one chunk: differentiable with grad mode on, else writes into ``out``."""
         batch, channels = x1.shape[0], x1.shape[2]
         rows = self._rows(x1, weight)
-        if keep is not None:
-            keep.append(rows)
         blocks: list[Tensor] = []
         done = offset = 0
         for group in self._groups:
@@ -391,8 +390,9 @@ class ClebschGordanProduct(EquivariantProduct):
         out: list[Tensor | None] | None = None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """Gradients of one chunk, without autograd; accumulated into the zeroed tensors of
-        ``out`` where given (``None`` entries are allocated).  ``kept``: what the forward
-        kept (weighted rows, then the coupled ``x2`` of every group), or ``None``."""
+        ``out`` where given (``None`` entries are allocated).  ``kept``: the coupled ``x2``
+        of every group kept by the forward, or ``None``.  The rows are gathered again: two
+        index_select and a product cost less than writing them and reading them back."""
         batch, channels = x1.shape[0], x1.shape[2]
         need_x1, need_x2, need_w = needs[0], needs[1], needs[2] and weight is not None
         out = out if out is not None else [None, None, None]
@@ -401,11 +401,11 @@ class ClebschGordanProduct(EquivariantProduct):
         grad_w = None
         if need_w:
             grad_w = x1.new_empty(batch, *weight.shape[1:]) if out[2] is None else out[2]
-        rows = None
-        if kept is not None:
-            rows = kept[0]
-        elif need_x2:
-            rows = self._rows(x1, weight)
+        rows = x1_rows = weights = None
+        if weight is not None:
+            x1_rows = x1.index_select(1, self._row_component)
+            weights = weight.index_select(1, self._row_path)
+            rows = x1_rows * weights if need_x2 else None
         grad_rows = None
         if weight is not None and (need_x1 or need_w):
             grad_rows = x1.new_empty(batch, self._row_path.numel(), channels)
@@ -415,7 +415,7 @@ class ClebschGordanProduct(EquivariantProduct):
             table = self._table(group, weight is not None)
             g = grad[:, l * l : (l + 1) ** 2]  # [B, 2l+1, C], strided: bmm takes it as is
             if kept is not None:
-                coupled = kept[1 + n_group]
+                coupled = kept[n_group]
             else:
                 coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
             size = coupled.shape[2]
@@ -431,10 +431,8 @@ class ClebschGordanProduct(EquivariantProduct):
                 grad_x1[:, first * first : (last + 1) ** 2] += torch.bmm(coupled.transpose(1, 2), g)
             offset += size
         if grad_rows is not None and need_x1:  # sum over the paths of each x1 component
-            weights = weight.index_select(1, self._row_path)
             grad_x1.index_add_(1, self._row_component, grad_rows * weights)
         if grad_rows is not None and need_w:  # sum over m1 of each path
-            x1_rows = x1.index_select(1, self._row_component)
             grad_w.zero_().index_add_(1, self._row_path, grad_rows.mul_(x1_rows))
         return grad_x1, grad_x2, grad_w
 
