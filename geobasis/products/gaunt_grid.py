@@ -81,9 +81,9 @@ class _MirroredGridProduct(torch.autograd.Function):
             )
             y = y_split.index_select(1, module._unsplitout)  # unweighted output
             torch.mul(y, w_out, out=out[start : start + size])
-            if keep:  # E, O and the per-degree x2 values; a | b is cheaper to recompute
-                even, odd, _, parts = saved  # than to write and read back from memory
-                kept.append((pieces, (even, odd, None, parts)))
+            if keep:  # E, O and the per-degree x2 values; a | b and the pieces are cheaper
+                even, odd, _, parts = saved  # to recompute than to write and read back
+                kept.append((even, odd, None, parts))
             else:
                 kept.append(None)
             ys.append(y)
@@ -104,13 +104,10 @@ class _MirroredGridProduct(torch.autograd.Function):
         size = module.chunk_size
         for n, start in enumerate(range(0, x1.shape[0], size)):
             stop = start + size
-            if ctx.kept[n] is not None:
-                (x1_split, w1_split, w2, w_out), saved = ctx.kept[n]
-                u = None
-            else:
-                pieces = _MirroredGridProduct._pieces(module, x1, weight, start, stop)
-                x1_split, w1_split, w2, w_out = pieces
-                u, saved = x1_split * w1_split, None
+            pieces = _MirroredGridProduct._pieces(module, x1, weight, start, stop)
+            x1_split, w1_split, w2, w_out = pieces
+            saved = ctx.kept[n]
+            u = x1_split * w1_split if saved is None else None
             g = grad[start:stop]
             g_split = (g * w_out).index_select(1, module._splitout)
             g_u, g_x2, g_w2 = module._mirrored_backward(
@@ -326,9 +323,9 @@ class GauntGridProduct(GauntProduct):
 
     def saved_bytes(self, x1: Tensor) -> int:
         """Memory the fast path keeps for backward: the grid tensors ``E, O`` and the
-        weighted pieces of ``x1`` and the output per batch element."""
+        unweighted output per batch element."""
         grid = self.num_pairs + self.num_even_points
-        per_element = grid + 2 * self.dim1 + self.dim_out
+        per_element = grid + self.dim_out
         return x1.shape[0] * per_element * x1.shape[-1] * x1.element_size()
 
     def _to_grid(self, x: Tensor, which: str) -> tuple[Tensor, Tensor]:
