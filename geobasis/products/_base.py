@@ -291,11 +291,18 @@ class EquivariantProduct(nn.Module):
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    chunk_size: int | None = None
+
+    def batch_chunk(self, x1: Tensor) -> int:
+        """Batch elements per chunk for ``x1 [B, D1, C]``: :attr:`chunk_size` (subclasses
+        choose one from the tensor sizes when it is ``None``)."""
+        return self.chunk_size or 128
+
     def _chunked_plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         """``_plain_product`` in blocks of ``chunk_size`` rows: only the inputs are saved,
         each block is recomputed and differentiated at once in backward, and double
         backward differentiates the plain form (:func:`geobasis._chunked.chunked_rows`)."""
-        size = self.chunk_size
+        size = self.batch_chunk(x1)
         if weight is None:
             return chunked_rows(lambda a, b: self._plain_product(a, b, None), (x1, x2), (), size)
         if weight.shape[0] == 1 and x1.shape[0] > 1:  # internal weights, shared by all rows

@@ -71,7 +71,7 @@ class _MirroredGridProduct(torch.autograd.Function):
         pieces and grid tensors, or ``None``) and the unweighted outputs per chunk."""
         kept, ys = [], []
         out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
-        size = module.chunk_size
+        size = module.batch_chunk(x1)
         for start in range(0, x1.shape[0], size):
             pieces = _MirroredGridProduct._pieces(module, x1, weight, start, start + size)
             x1_split, w1_split, w2, w_out = pieces
@@ -101,7 +101,7 @@ class _MirroredGridProduct(torch.autograd.Function):
         buffers = gradient_buffers((x1, x2, weight), needs, zeroed=False)
         shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
         n1, n2 = module.lmax1 + 1, module.lmax1 + module.lmax2 + 2
-        size = module.chunk_size
+        size = module.batch_chunk(x1)
         for n, start in enumerate(range(0, x1.shape[0], size)):
             stop = start + size
             pieces = _MirroredGridProduct._pieces(module, x1, weight, start, stop)
@@ -225,8 +225,16 @@ class GauntGridProduct(GauntProduct):
             self.register_buffer(f"_split{name}", split, persistent=False)
             self.register_buffer(f"_split_degree{name}", degrees[split] + offset, False)
         self.register_buffer("_degree_out", degree_index(lmax_out), persistent=False)
-        self.chunk_size = 128  # batch elements per block: grid values stay in cache
+        # batch elements per block; None: automatic (see batch_chunk), grid values in cache
+        self.chunk_size: int | None = None
         self.max_saved_bytes = 1 << 29  # keep grid values for backward up to 512 MiB
+
+    def batch_chunk(self, x1: Tensor) -> int:
+        """Batch elements per chunk: :attr:`chunk_size` if set, else ``4096 / C`` (32..512):
+        128 at C = 32, 64 at C = 64, measured best at L = 4."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return max(32, min(512, 4096 // x1.shape[-1]))
 
     @property
     def is_exact(self) -> bool:
