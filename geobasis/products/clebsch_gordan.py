@@ -97,14 +97,14 @@ class _SharedX2Product(torch.autograd.Function):
         # the coupled x2 is needed again: keep it if it fits
         keep = any(ctx.needs_input_grad[1:])
         keep = keep and module.saved_bytes(x1) <= module.max_saved_bytes
-        ctx.rows = []
+        ctx.kept = []
         size = module.batch_chunk(x1)
         for start, chunk in zip(
             range(0, x1.shape[0], size), module._chunks(x1, x2, weight), strict=True
         ):
             kept = [] if keep else None
             module._shared_x2_forward(*chunk, out=out[start : start + size], keep=kept)
-            ctx.rows.append(kept)
+            ctx.kept.append(kept)
         return out
 
     @staticmethod
@@ -124,7 +124,7 @@ class _SharedX2Product(torch.autograd.Function):
         shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
         size = module.batch_chunk(x1)
         for start, chunk, kept in zip(
-            range(0, x1.shape[0], size), module._chunks(x1, x2, weight, grad), ctx.rows, strict=True
+            range(0, x1.shape[0], size), module._chunks(x1, x2, weight, grad), ctx.kept, strict=True
         ):
             out = [None if b is None else b[start : start + size] for b in buffers]
             grads = module._shared_x2_backward(*chunk, needs=needs, kept=kept, out=out)
@@ -315,7 +315,7 @@ class ClebschGordanProduct(EquivariantProduct):
     def batch_chunk(self, x1: Tensor) -> int:
         """Batch elements per chunk: :attr:`chunk_size` if set, else the largest power of
         two (32..512) whose weighted rows take at most 2 MiB, which keeps a chunk's
-        intermediates in the L2 cache (measured best from L = 2 to 7, C = 32 and 64)."""
+        intermediates in the L2 cache (measured best at L = 2 to 4, C = 32 and 64)."""
         if self.chunk_size is not None:
             return self.chunk_size
         per_element = max(self._row_path.numel(), 1) * x1.shape[-1] * x1.element_size()
