@@ -41,9 +41,11 @@ class _MirroredGridProduct(torch.autograd.Function):
     """Single-channel ``x2`` with degree weights: chunked forward, hand-written backward.
 
     Each cache-sized chunk is permuted into (even ``l+m`` | odd ``l+m``) order, weighted
-    and transformed.  The grid tensors of the forward are kept for backward when they fit
-    in ``module.max_saved_bytes`` (else recomputed).  With ``create_graph=True`` the plain
-    differentiable forward is differentiated instead (double backward).
+    and transformed.  The grid values ``E, O`` of ``x1`` and the per-degree ``x2`` values
+    are kept for backward when they fit in ``module.max_saved_bytes`` (else recomputed);
+    the weighted pieces and ``a | b`` are recomputed (cheaper than a memory round trip).
+    With ``create_graph=True`` the plain differentiable forward is differentiated instead
+    (double backward).
     """
 
     @staticmethod
@@ -67,8 +69,8 @@ class _MirroredGridProduct(torch.autograd.Function):
 
     @staticmethod
     def run(module, x1, x2, weight, keep=False):
-        """The chunked forward: output, what each chunk keeps for backward (its weighted
-        pieces and grid tensors, or ``None``) and the unweighted outputs per chunk."""
+        """The chunked forward: output, what each chunk keeps for backward (its grid
+        tensors, or ``None``) and the unweighted outputs per chunk."""
         kept, ys = [], []
         out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
         size = module.batch_chunk(x1)
