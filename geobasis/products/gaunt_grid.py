@@ -220,12 +220,12 @@ class GauntGridProduct(GauntProduct):
         equator = per_degree[:, self.num_pairs : self.num_even_points]
         both = torch.cat([upper + lower, equator, upper - lower], dim=1)
         self.register_table("_x2_both", both.transpose(1, 2).reshape(self.dim2, -1))
-        offset_out = lmax1 + lmax2 + 2
-        for name, lmax_, offset in (("1", lmax1, 0), ("out", lmax_out, offset_out)):
-            degrees = degree_index(lmax_)
+        # (even | odd) order of x1 and the output, the degree of each x1 component in it,
+        # and the degree of each output component (natural order)
+        for name in ("1", "out"):
             split = torch.cat([getattr(self, f"_even{name}"), getattr(self, f"_odd{name}")])
             self.register_buffer(f"_split{name}", split, persistent=False)
-            self.register_buffer(f"_split_degree{name}", degrees[split] + offset, False)
+        self.register_buffer("_split_degree1", degree_index(lmax1)[self._split1], False)
         self.register_buffer("_degree_out", degree_index(lmax_out), persistent=False)
         # batch elements per block; None: automatic (see batch_chunk), grid values in cache
         self.chunk_size: int | None = None
