@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from geobasis.testing import assert_equivariant, check_equivariance
-from geobasis.testing._toy import ToyPotential
+from geobasis.testing.toy import ToyPotential
 
 torch.manual_seed(0)
 molecules = Batch.from_data_list(

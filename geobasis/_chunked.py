@@ -1,4 +1,9 @@
-"""Run a row-wise function in cache-sized chunks, recomputing each chunk in backward.
+"""Chunked autograd: run row-wise work in cache-sized blocks, recompute each block in backward.
+
+The one home of the chunking machinery that products, harmonics and SFBC share: the
+generic :func:`chunked_rows` wrapper and the helpers of the hand-written chunked backward
+passes of the products (gradient buffers, shared-weight accumulation, and the
+``create_graph=True`` fallback :func:`differentiable_gradients`, which both use).
 
 For functions whose intermediates are much larger than their inputs and outputs
 (per-edge filter expansions, per-edge products), evaluating everything at once moves
@@ -16,7 +21,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["chunked_rows"]
+__all__ = [
+    "chunked_rows",
+    "differentiable_gradients",
+    "gradient_buffers",
+    "accumulate_shared",
+    "needs_autograd",
+    "chunks",
+]
 
 
 class _ChunkedRows(torch.autograd.Function):
@@ -38,15 +50,7 @@ class _ChunkedRows(torch.autograd.Function):
         needs = ctx.needs_input_grad[3:]
         wanted = [k for k, need in enumerate(needs) if need]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain function
-            with torch.enable_grad():
-                out = ctx.fn(*tensors)
-                grads = torch.autograd.grad(
-                    out, [tensors[k] for k in wanted], grad, create_graph=True, allow_unused=True
-                )
-            result: list[Tensor | None] = [None] * len(tensors)
-            for k, g in zip(wanted, grads, strict=True):
-                result[k] = torch.zeros_like(tensors[k]) if g is None else g
-            return None, None, None, *result
+            return None, None, None, *differentiable_gradients(ctx.fn, tensors, needs, grad)
         n, size = ctx.num_rowwise, ctx.chunk_size
         rows = tensors[0].shape[0]
         result = [
@@ -96,3 +100,67 @@ def chunked_rows(
             ]
         )
     return _ChunkedRows.apply(fn, chunk_size, len(rowwise), *rowwise, *shared)
+
+
+def differentiable_gradients(
+    forward, tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...], grad: Tensor
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``forward(*tensors)`` as a graph (``create_graph=True``): the fallback of
+    the custom backward passes when a second derivative is requested."""
+    inputs = [t for t, need in zip(tensors, needs, strict=True) if need and t is not None]
+    with torch.enable_grad():
+        out = forward(*tensors)
+        grads = torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True)
+    grads = iter(
+        torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)
+    )
+    return tuple(
+        next(grads) if need and t is not None else None
+        for t, need in zip(tensors, needs, strict=True)
+    )
+
+
+def gradient_buffers(
+    tensors: tuple[Tensor | None, ...],
+    needs: tuple[bool, ...],
+    zeroed: bool | tuple[bool, ...] = True,
+) -> list[Tensor | None]:
+    """Full-batch gradients that chunked backward passes write into (no final
+    concatenation), zeroed for passes that accumulate (``zeroed``: one flag, or one per
+    tensor); ``None`` where no gradient is needed or the tensor is shared by the batch
+    (batch 1: its chunk gradients are summed instead)."""
+    batch = tensors[0].shape[0]
+    flags = zeroed if isinstance(zeroed, tuple) else (zeroed,) * len(tensors)
+    return [
+        (torch.zeros_like if zero else torch.empty_like)(t)
+        if need and t is not None and (t.shape[0] > 1 or batch == 1)
+        else None
+        for t, need, zero in zip(tensors, needs, flags, strict=True)
+    ]
+
+
+def accumulate_shared(
+    shared: list[Tensor | None], buffers: list[Tensor | None], grads: tuple[Tensor | None, ...]
+) -> None:
+    """Sum the chunk gradients of tensors shared by the batch (no buffer) into ``shared``."""
+    for k, (buffer, g) in enumerate(zip(buffers, grads, strict=True)):
+        if buffer is None and g is not None:
+            part = g.sum(0, keepdim=True)
+            shared[k] = part if shared[k] is None else shared[k] + part
+
+
+def needs_autograd(*tensors: Tensor | None) -> bool:
+    """Whether a custom backward is needed (grad mode on and some input requires grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def chunks(size: int, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
+    """Split along the batch in blocks of ``size``; tensors with batch 1 are shared."""
+    n = tensors[0].shape[0]
+    return [
+        tuple(
+            None if t is None else (t if t.shape[0] == 1 and n > 1 else t[i : i + size])
+            for t in tensors
+        )
+        for i in range(0, n, size)
+    ]

@@ -19,7 +19,7 @@ from pathlib import Path
 def _check(args: argparse.Namespace) -> int:
     import torch
 
-    from geobasis.checks import run_checks
+    from geobasis.testing.checks import run_checks
 
     torch.set_num_threads(max(1, args.threads)) if args.threads else None
     start = time.perf_counter()
@@ -41,31 +41,31 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    import dataclasses
-
+    """The YAML config (if any) with the given flags on top; validated when built."""
     from geobasis.train import TrainConfig
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if getattr(args, f.name, None) is not None
-    }
-    return TrainConfig.from_dict({**config.to_dict(), **overrides})  # validated again
+    values = config.to_dict()
+    for name in values:
+        if name != "model_options" and getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    model_flags = {k[len("model__") :]: v for k, v in vars(args).items() if k.startswith("model__")}
+    given = {k: v for k, v in model_flags.items() if v is not None}
+    values["model_options"] = {**values["model_options"], **given}
+    if "model" in vars(args) and args.model not in (None, config.model):
+        values["model_options"] = given  # another model: the YAML's options were for the old one
+    return TrainConfig.from_dict(values)
 
 
-def _print_report(report: dict) -> None:
-    print(
-        "\ntest split"
-        + (f" ({report['test_structures']} structures)" if "test_structures" in report else "")
-    )
-    print(f"{'':8}{'MAE':>10}{'RMSE':>10}")
-    print(f"{'energy':8}{report['energy_mae_meV']:>10.2f}{report['energy_rmse_meV']:>10.2f}  meV")
+def _print_report(report: dict, title: str) -> None:
+    count = report.get("test_structures")
+    print(f"\n{title}" + (f" ({count} structures)" if count is not None else ""))
+    print(f"{'':8}{'MAE':>14}{'RMSE':>14}")
+    rows = [("energy", "energy_mae_meV", "energy_rmse_meV", "meV")]
     if "force_mae_meV_per_A" in report:
-        print(
-            f"{'forces':8}{report['force_mae_meV_per_A']:>10.2f}"
-            f"{report['force_rmse_meV_per_A']:>10.2f}  meV/Å"
-        )
+        rows.append(("forces", "force_mae_meV_per_A", "force_rmse_meV_per_A", "meV/Å"))
+    for label, mae, rmse, unit in rows:
+        print(f"{label:8}{report[mae]:>14.2f}{report[rmse]:>14.2f}  {unit}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -75,35 +75,30 @@ def _train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = train(config, resume=args.resume, progress=not args.quiet)
     if report:
-        _print_report(report)
+        _print_report(report, "test split")
         print(f"run folder: {config.runs_dir}/{config.name}  ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    from geobasis.train import (
-        evaluate,
-        load_checkpoint,
-        load_model,
-        load_structures,
-        prepare_structures,
-    )
+    from geobasis.data import load_dataset, prepare
+    from geobasis.nn import load_model
+    from geobasis.serialization import load_checkpoint
+    from geobasis.train import TrainConfig, evaluate
+    from geobasis.train.run import test_structures
 
     state = load_checkpoint(args.checkpoint)
-    model = load_model(args.checkpoint)
-    config = state["config"]
-    spec = args.data or config.get("test_data") or config["data"]
-    structures = load_structures(spec, config.get("num_frames", 1000), config.get("seed", 0))
-    if not args.data and not config.get("test_data"):
-        splits = json.loads((Path(args.checkpoint).parent / "splits.json").read_text())
-        structures = [structures[i] for i in splits["test"]]
-    prepared = prepare_structures(structures, model.cutoff, next(model.parameters()).dtype)
+    model = load_model(state)
+    if args.data:
+        structures, title = load_dataset(args.data, progress=not args.quiet), args.data
+    else:
+        config = TrainConfig.from_dict(state["config"])
+        structures, title = test_structures(config, progress=not args.quiet), "test split"
+    prepared = prepare(structures, model.cutoff, next(model.parameters()).dtype)
     report = evaluate(model, prepared)
     report.pop("predictions")
     report["test_structures"] = len(prepared)
-    _print_report(report)
+    _print_report(report, title)
     return 0
 
 
@@ -138,39 +133,67 @@ def _md(args: argparse.Namespace) -> int:
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field and per model option, with help and choices."""
     import dataclasses
+    import typing
 
+    from geobasis.nn.models.options import plain_text
     from geobasis.train import TrainConfig
 
     parser.add_argument("--config", help="YAML file of config keys (flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    hints = typing.get_type_hints(TrainConfig)
+    run = parser.add_argument_group("run and optimisation")
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if str(f.type) == "bool":  # a switch: given means True, absent keeps the config's
-            parser.add_argument(
-                flag, dest=f.name, action="store_const", const=True, default=None,
-                help=f"default: {f.default!r}",
-            )  # fmt: skip
-            continue
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
-        if f.name in ("train_size", "val_size", "test_size"):
-            kind = _int_or_float
-        elif kind is None:
-            kind = float if "float" in str(f.type) else (int if "int" in str(f.type) else str)
-        parser.add_argument(
-            flag, dest=f.name, type=kind, default=None, help=f"default: {f.default!r}"
-        )
+        if f.name != "model_options":
+            _add_flag(run, f.name, f.name, hints[f.name], f.default, f.metadata["help"],
+                      f.metadata["choices"])  # fmt: skip
+    models = parser.add_argument_group("model options (each model takes some; see the note)")
+    for name, (option, takers) in _model_options().items():
+        defaults = ", ".join(f"{m} {o.default!r}" for m, o in takers.items())
+        text = f"{plain_text(option.help)} [{', '.join(takers)}; default {defaults}]"
+        _add_flag(models, name, "model__" + name, option.type, None, text, option.choices)
+
+
+def _model_options() -> dict:
+    """``{option: (Option, {model: Option})}`` over every registered model."""
+    from geobasis.nn import MODELS
+
+    out: dict = {}
+    for model, cls in MODELS.items():
+        for name, option in cls.options().items():
+            if name not in cls.data_options:
+                out.setdefault(name, (option, {}))[1][model] = option
+    return out
+
+
+def _add_flag(group, name: str, dest: str, hint, default, text: str, choices) -> None:
+    import typing
+
+    flag = "--" + name.replace("_", "-")
+    members = [m for m in typing.get_args(hint) or (hint,) if m is not type(None)]
+    shown = "" if default is None or dest.startswith("model__") else f" (default: {default!r})"
+    if members == [bool]:  # a switch: given means True, absent keeps the config's
+        group.add_argument(flag, dest=dest, action="store_const", const=True, default=None,
+                           help=text + shown)  # fmt: skip
+        return
+    kind = _int_or_float if set(members) == {int, float} else members[0]
+    if kind not in (int, float, str, _int_or_float):
+        kind = str
+    metavar = None if choices else name.upper()
+    group.add_argument(flag, dest=dest, type=kind, default=None, choices=choices,
+                       metavar=metavar, help=text + shown)  # fmt: skip
 
 
 def _int_or_float(text: str) -> int | float:
-    return float(text) if "." in text else int(text)
+    return float(text) if any(c in text for c in ".eE") else int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="geobasis", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="geobasis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
         "check", help="evaluate the bases and check equivariance of the built-in operations"
@@ -180,12 +203,18 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch threads (default: torch's choice)"
     )
     check.set_defaults(func=_check)
-    train = sub.add_parser("train", help="train a Potential (default: xTB ethanol, < 10 min)")
+    train = sub.add_parser(
+        "train",
+        help="train a Potential (default: xTB ethanol, < 10 min)",
+        description="Train a model (geobasis.nn.MODELS) on a dataset; flags override --config.",
+        epilog="Model options go to the chosen --model; one it does not take is an error.",
+    )
     _add_train_flags(train)
     train.set_defaults(func=_train)
     evaluate = sub.add_parser("evaluate", help="score a checkpoint on a dataset")
     evaluate.add_argument("checkpoint", help="runs/<name>/best.pt")
-    evaluate.add_argument("--data", help="dataset (default: the run's test split)")
+    evaluate.add_argument("--data", help="dataset spec (default: the run's test split)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_evaluate)
     md = sub.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
     md.add_argument("checkpoint", help="runs/<name>/best.pt")
@@ -200,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("--quiet", action="store_true")
     md.set_defaults(func=_md)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as error:  # a user's mistake: one line, no traceback
+        print(f"geobasis {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ def test_check_command_passes_and_prints_table(capsys):
 
 
 def test_check_command_fails_loudly_on_a_broken_check(monkeypatch, capsys):
-    import geobasis.checks as checks
+    import geobasis.testing.checks as checks
 
     monkeypatch.setattr(checks, "CHECKS", [("always wrong", lambda: 1.0, 0.0)])
     assert main(["check", "--quiet"]) == 1

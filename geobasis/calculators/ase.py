@@ -36,7 +36,7 @@ class GeoBasisCalculator(Calculator):
         if (checkpoint is None) == (model is None):
             raise ValueError("give exactly one of checkpoint (a .pt path) or model")
         if model is None:
-            from geobasis.train import load_model
+            from geobasis.nn import load_model
 
             model = load_model(checkpoint)
         self.model = model.to(device=device, dtype=dtype).eval()

@@ -1,9 +1,21 @@
-"""Datasets and data generators.
+"""Datasets, readers, splits and data generators.
 
-``geobasis.data.sph``: a deterministic 1-D compressible SPH solver (particle data for
-:class:`geobasis.nn.SFBCConv`).
+``load_dataset(spec)`` reads any dataset the trainer takes (``datasets.py``), ``split`` and
+``prepare`` turn it into training input; readers for rMD17 and extended XYZ, the GFN2-xTB
+generator and :class:`QM9` (``qm9.py``); ``geobasis.data.sph``: a deterministic 1-D
+compressible SPH solver (particle data for :class:`geobasis.nn.SFBCConv`).
 """
 
+from geobasis.data.datasets import Splits, load_dataset, prepare, split
+from geobasis.data.molecules import (
+    RadiusGraph,
+    cache_dir,
+    random_split,
+    read_extxyz,
+    read_rmd17,
+    xtb_md_dataset,
+)
+from geobasis.data.qm9 import QM9
 from geobasis.data.sph import (
     SPHTrajectory,
     simulate_sph_1d,
@@ -14,6 +26,17 @@ from geobasis.data.sph import (
 )
 
 __all__ = [
+    "load_dataset",
+    "split",
+    "prepare",
+    "Splits",
+    "RadiusGraph",
+    "random_split",
+    "read_rmd17",
+    "read_extxyz",
+    "xtb_md_dataset",
+    "cache_dir",
+    "QM9",
     "SPHTrajectory",
     "simulate_sph_1d",
     "sph_density",

@@ -31,6 +31,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 from tqdm import tqdm
 
+from geobasis.serialization import atomic_path
+
 __all__ = [
     "KCAL_PER_MOL_IN_EV",
     "read_rmd17",
@@ -150,15 +152,8 @@ def cache_dir() -> Path:
 
 
 def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        np.savez(file, **arrays)
 
 
 def xtb_md_dataset(

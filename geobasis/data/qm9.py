@@ -24,6 +24,8 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 from tqdm import tqdm
 
+from geobasis.serialization import atomic_path
+
 __all__ = ["QM9", "QM9_TARGETS", "HARTREE_IN_EV", "qm9pack_folder"]
 
 HARTREE_IN_EV = 27.211386245988
@@ -123,7 +125,5 @@ class QM9(InMemoryDataset):
             if is_energy:
                 data.energy = data.y.clone()
             items.append(data)
-        target = Path(self.processed_paths[0])
-        temporary = target.with_suffix(".tmp")
-        self.save(items, str(temporary))  # written whole, then renamed: never half a file
-        os.replace(temporary, target)
+        with atomic_path(self.processed_paths[0]) as temporary:  # never half a file
+            self.save(items, str(temporary))

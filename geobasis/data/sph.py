@@ -32,6 +32,7 @@ Wendland, Adv. Comput. Math. 4 (1995); Winchenbach & Thuerey (ICLR 2024).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -115,6 +116,45 @@ class SPHTrajectory:
         return self.positions.shape[0]
 
 
+def _accelerations(
+    x: Tensor, v: Tensor, mass: float, h: float, kappa: float, gamma: float, viscosity: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(total acceleration, density, pressure, pressure acceleration)`` of the particles at
+    ``x`` with velocities ``v`` (pressure gradient plus Monaghan viscosity)."""
+    pos = x[:, None]
+    (src, dst), separation = _pairs(pos, h)
+    density = torch.zeros_like(x).index_add(0, dst, mass * wendland_c2_1d(separation, h))
+    pressure = kappa * density**gamma
+    grad = wendland_c2_1d_derivative(separation, h) * torch.sign(separation)
+    factor = pressure / density**2
+    a_pressure = torch.zeros_like(x).index_add(0, dst, -mass * (factor[dst] + factor[src]) * grad)
+    # Monaghan artificial viscosity on approaching pairs
+    sound = torch.sqrt(gamma * pressure / density)
+    approach = (v[dst] - v[src]) * separation
+    mu = h * approach / (separation**2 + 0.01 * h * h)
+    mu = torch.where(approach < 0, mu, torch.zeros_like(mu))
+    mean_sound = 0.5 * (sound[dst] + sound[src])
+    mean_density = 0.5 * (density[dst] + density[src])
+    pi = (-viscosity * mean_sound * mu + 2 * viscosity * mu * mu) / mean_density
+    a_visc = torch.zeros_like(x).index_add(0, dst, -mass * pi * grad)
+    return a_pressure + a_visc, density, pressure, a_pressure
+
+
+def _initial_positions(
+    num_particles: int, amplitude: float, generator: torch.Generator, dtype: torch.dtype
+) -> Tensor:
+    """A lattice displaced by a smooth periodic field of a few modes whose derivative stays
+    below ``amplitude`` (so particles never cross)."""
+    spacing = _BOX / num_particles
+    lattice = -1 + spacing * (torch.arange(num_particles, dtype=dtype) + 0.5)
+    modes = torch.arange(1, 5, dtype=dtype)
+    coefficients = torch.randn(4, dtype=dtype, generator=generator) / modes
+    phases = 2 * math.pi * torch.rand(4, dtype=dtype, generator=generator)
+    slope = (coefficients.abs() * math.pi * modes).sum()
+    displacement = torch.sin(math.pi * modes * lattice[:, None] + phases) @ coefficients
+    return torch.remainder(lattice + amplitude * displacement / slope + 1, _BOX) - 1
+
+
 def simulate_sph_1d(
     num_particles: int = 256,
     num_frames: int = 64,
@@ -153,36 +193,12 @@ def simulate_sph_1d(
     spacing = _BOX / num_particles
     mass = spacing  # rest density 1
     h = neighbours * spacing / 2
-    lattice = -1 + spacing * (torch.arange(num_particles, dtype=dtype) + 0.5)
-    # smooth periodic displacement from a few modes; its derivative stays below amplitude
-    modes = torch.arange(1, 5, dtype=dtype)
-    coefficients = torch.randn(4, dtype=dtype, generator=generator) / modes
-    phases = 2 * math.pi * torch.rand(4, dtype=dtype, generator=generator)
-    slope = (coefficients.abs() * math.pi * modes).sum()
-    displacement = torch.sin(math.pi * modes * lattice[:, None] + phases) @ coefficients
-    x = torch.remainder(lattice + amplitude * displacement / slope + 1, _BOX) - 1
+    x = _initial_positions(num_particles, amplitude, generator, dtype)
     v = torch.zeros_like(x)
 
-    def accelerations(x: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        pos = x[:, None]
-        (src, dst), separation = _pairs(pos, h)
-        density = torch.zeros_like(x).index_add(0, dst, mass * wendland_c2_1d(separation, h))
-        pressure = kappa * density**gamma
-        grad = wendland_c2_1d_derivative(separation, h) * torch.sign(separation)
-        factor = pressure / density**2
-        a_pressure = torch.zeros_like(x).index_add(
-            0, dst, -mass * (factor[dst] + factor[src]) * grad
-        )
-        # Monaghan artificial viscosity on approaching pairs
-        sound = torch.sqrt(gamma * pressure / density)
-        approach = (v[dst] - v[src]) * separation
-        mu = h * approach / (separation**2 + 0.01 * h * h)
-        mu = torch.where(approach < 0, mu, torch.zeros_like(mu))
-        mean_sound = 0.5 * (sound[dst] + sound[src])
-        mean_density = 0.5 * (density[dst] + density[src])
-        pi = (-viscosity * mean_sound * mu + 2 * viscosity * mu * mu) / mean_density
-        a_visc = torch.zeros_like(x).index_add(0, dst, -mass * pi * grad)
-        return a_pressure + a_visc, density, pressure, a_pressure
+    accelerations = functools.partial(
+        _accelerations, mass=mass, h=h, kappa=kappa, gamma=gamma, viscosity=viscosity
+    )
 
     frames: dict[str, list[Tensor]] = {k: [] for k in ("x", "v", "rho", "p", "a", "t")}
     t = 0.0

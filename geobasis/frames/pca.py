@@ -176,28 +176,16 @@ def _sign_table(dim: int, like: Tensor) -> Tensor:
     )
 
 
-def pca_frames(
+def _checked_inputs(
     pos: Tensor,
-    batch: Tensor | None = None,
-    group: str = "O3",
-    dim: int | None = None,
-    weights: Tensor | None = None,
-    num_graphs: int | None = None,
-    tol: float | None = None,
-    extent_tol: float | None = None,
-) -> Frames:
-    """Frame sets of every graph in a batch (see the module docstring for the math).
-
-    Args:
-        pos: ``[N, d]`` points, ``d`` = 2 or 3.
-        batch: ``[N]`` graph index (default: one graph).
-        group: ``"O3"`` / ``"SO3"`` (``"O2"`` / ``"SO2"``, or ``"O"`` / ``"SO"`` for either
-            dimension; with 2-D points ``"O3"`` / ``"SO3"`` mean O(2) / SO(2)).
-        dim: 2 or 3; must match ``pos`` (default: ``pos.shape[1]``).
-        weights: ``[N]`` non-negative point weights (masses) for centre and covariance.
-        num_graphs: number of graphs (default ``batch.max() + 1``).
-        tol, extent_tol: see :func:`default_tolerances`.
-    """
+    batch: Tensor | None,
+    group: str,
+    dim: int | None,
+    weights: Tensor | None,
+    num_graphs: int | None,
+) -> tuple[bool, Tensor, int, Tensor]:
+    """Validate the arguments of :func:`pca_frames`; returns ``(proper, batch, num_graphs,
+    weights)`` with the defaults filled in."""
     if pos.ndim != 2 or pos.shape[1] not in (2, 3):
         raise ValueError(f"pos must be [N, 2] or [N, 3], got {tuple(pos.shape)}")
     d = pos.shape[1]
@@ -220,14 +208,43 @@ def pca_frames(
         raise ValueError(f"batch must be [N] = [{pos.shape[0]}], got {tuple(batch.shape)}")
     if num_graphs is None:
         num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-    default_tol, default_extent = default_tolerances(pos.dtype)
-    tol = default_tol if tol is None else float(tol)
-    extent_tol = default_extent if extent_tol is None else float(extent_tol)
     if weights is None:
         weights = torch.ones_like(pos[:, 0])
     elif weights.shape != (pos.shape[0],) or bool((weights < 0).any()):
         raise ValueError(f"weights must be [N] = [{pos.shape[0]}] and non-negative")
     weights = weights.to(pos.dtype)
+    return proper, batch, num_graphs, weights
+
+
+def pca_frames(
+    pos: Tensor,
+    batch: Tensor | None = None,
+    group: str = "O3",
+    dim: int | None = None,
+    weights: Tensor | None = None,
+    num_graphs: int | None = None,
+    tol: float | None = None,
+    extent_tol: float | None = None,
+) -> Frames:
+    """Frame sets of every graph in a batch (see the module docstring for the math).
+
+    Args:
+        pos: ``[N, d]`` points, ``d`` = 2 or 3.
+        batch: ``[N]`` graph index (default: one graph).
+        group: ``"O3"`` / ``"SO3"`` (``"O2"`` / ``"SO2"``, or ``"O"`` / ``"SO"`` for either
+            dimension; with 2-D points ``"O3"`` / ``"SO3"`` mean O(2) / SO(2)).
+        dim: 2 or 3; must match ``pos`` (default: ``pos.shape[1]``).
+        weights: ``[N]`` non-negative point weights (masses) for centre and covariance.
+        num_graphs: number of graphs (default ``batch.max() + 1``).
+        tol, extent_tol: see :func:`default_tolerances`.
+    """
+    proper, batch, num_graphs, weights = _checked_inputs(
+        pos, batch, group, dim, weights, num_graphs
+    )
+    d = pos.shape[1]
+    default_tol, default_extent = default_tolerances(pos.dtype)
+    tol = default_tol if tol is None else float(tol)
+    extent_tol = default_extent if extent_tol is None else float(extent_tol)
 
     # centre and covariance
     tiny = torch.finfo(pos.dtype).tiny

@@ -28,10 +28,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from geobasis.nn.linear import check_spherical
 from geobasis.o3 import S2Grid
+from geobasis.o3.layout import check_spherical, degree_slice
 
-__all__ = ["Gate", "S2Activation"]
+__all__ = ["Gate", "S2Activation", "NONLINEARITIES", "make_nonlinearity"]
+
+#: nonlinearities by name (the ``nonlinearity`` option of the models)
+NONLINEARITIES = ("gate", "s2")
 
 
 class Gate(nn.Module):
@@ -49,8 +52,14 @@ class Gate(nn.Module):
         super().__init__()
         self.lmax, self.channels = lmax, channels
         self.activation = activation if activation is not None else nn.SiLU()
-        self.gate_weight = nn.Parameter(torch.randn(channels, lmax * channels))
-        self.gate_bias = nn.Parameter(torch.zeros(lmax * channels))
+        self.gate_weight = nn.Parameter(torch.empty(channels, lmax * channels))
+        self.gate_bias = nn.Parameter(torch.empty(lmax * channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Standard normal gate weights (scaled by ``1/sqrt(C)`` in forward), zero bias."""
+        nn.init.normal_(self.gate_weight)
+        nn.init.zeros_(self.gate_bias)
 
     def forward(self, x: Tensor) -> Tensor:
         check_spherical(x, self.lmax, self.channels, type(self).__name__)
@@ -60,7 +69,7 @@ class Gate(nn.Module):
             gates = scalars @ self.gate_weight / math.sqrt(self.channels) + self.gate_bias
             gates = torch.sigmoid(gates).unflatten(-1, (self.lmax, self.channels))
             for l in range(1, self.lmax + 1):
-                out.append(x[..., l * l : (l + 1) ** 2, :] * gates[..., l - 1 : l, :])
+                out.append(x[..., degree_slice(l), :] * gates[..., l - 1 : l, :])
         return torch.cat(out, dim=-2)
 
     def extra_repr(self) -> str:
@@ -91,6 +100,9 @@ class S2Activation(nn.Module):
         degree = resolution * max(lmax, 1)
         self.grid = S2Grid(lmax, res_beta=degree // 2 + 1, res_alpha=degree + 1)
 
+    def reset_parameters(self) -> None:
+        """No parameters (PyG's layer contract)."""
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2 or x.shape[-2] != (self.lmax + 1) ** 2:
             raise ValueError(
@@ -101,3 +113,12 @@ class S2Activation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"lmax={self.lmax}, grid={self.grid.res_beta}x{self.grid.res_alpha}"
+
+
+def make_nonlinearity(name: str, lmax: int, channels: int) -> nn.Module:
+    """The nonlinearity ``name`` (one of :data:`NONLINEARITIES`) for ``lmax`` and ``channels``."""
+    if name == "gate":
+        return Gate(lmax, channels)
+    if name == "s2":
+        return S2Activation(lmax)
+    raise ValueError(f"nonlinearity: must be one of {list(NONLINEARITIES)}, got {name!r}")

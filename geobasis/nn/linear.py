@@ -23,17 +23,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from geobasis.o3.layout import check_spherical, degree_slice
+
 __all__ = ["EquivariantLinear"]
-
-
-def check_spherical(x: Tensor, lmax: int, channels: int, name: str) -> None:
-    """Raise a clear error unless ``x`` is ``[..., (lmax+1)**2, channels]``."""
-    dim = (lmax + 1) ** 2
-    if x.dim() < 2 or x.shape[-2] != dim or x.shape[-1] != channels:
-        raise ValueError(
-            f"{name}: expected x of shape [..., {dim}, {channels}] (lmax={lmax}, "
-            f"channels={channels}), got {tuple(x.shape)}"
-        )
 
 
 class EquivariantLinear(nn.Module):
@@ -53,15 +45,20 @@ class EquivariantLinear(nn.Module):
                 f"in_channels={in_channels}, out_channels={out_channels}"
             )
         self.lmax, self.in_channels, self.out_channels = lmax, in_channels, out_channels
-        self.weight = nn.Parameter(torch.randn(lmax + 1, in_channels, out_channels))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight = nn.Parameter(torch.empty(lmax + 1, in_channels, out_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Standard normal weights (scaled by ``1/sqrt(C_in)`` in forward), zero bias."""
+        nn.init.normal_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         check_spherical(x, self.lmax, self.in_channels, type(self).__name__)
         weight = self.weight / math.sqrt(self.in_channels)
-        blocks = [
-            torch.matmul(x[..., l * l : (l + 1) ** 2, :], weight[l]) for l in range(self.lmax + 1)
-        ]
+        blocks = [torch.matmul(x[..., degree_slice(l), :], weight[l]) for l in range(self.lmax + 1)]
         if self.bias is not None:
             blocks[0] = blocks[0] + self.bias
         return torch.cat(blocks, dim=-2)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from geobasis.nn.linear import check_spherical
+from geobasis.o3.layout import check_spherical, degree_slice
 
 __all__ = ["EquivariantRMSNorm"]
 
@@ -34,6 +34,10 @@ class EquivariantRMSNorm(nn.Module):
         self.center_scalars = center_scalars
         self.scale = nn.Parameter(torch.ones(lmax + 1, channels))
 
+    def reset_parameters(self) -> None:
+        """Unit scales."""
+        nn.init.ones_(self.scale)
+
     def forward(self, x: Tensor) -> Tensor:
         check_spherical(x, self.lmax, self.channels, type(self).__name__)
         if self.center_scalars:
@@ -41,7 +45,7 @@ class EquivariantRMSNorm(nn.Module):
             x = torch.cat([scalars - scalars.mean(-1, keepdim=True), x[..., 1:, :]], dim=-2)
         out = []
         for l in range(self.lmax + 1):
-            block = x[..., l * l : (l + 1) ** 2, :]
+            block = x[..., degree_slice(l), :]
             rms = torch.sqrt(block.square().mean((-2, -1), keepdim=True) + self.eps)
             out.append(block / rms * self.scale[l])
         return torch.cat(out, dim=-2)

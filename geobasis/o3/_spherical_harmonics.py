@@ -45,16 +45,11 @@ import torch
 from torch import Tensor, nn
 
 from geobasis._tracing import traced
+from geobasis.o3.layout import check_lmax, degree_slice
 
 __all__ = ["SphericalHarmonics", "spherical_harmonics"]
 
 _NORMALIZATIONS = ("integral", "component", "norm")
-
-
-def check_lmax(lmax: int, name: str = "lmax") -> None:
-    """Raise a clear error unless ``lmax`` is a non-negative int."""
-    if not isinstance(lmax, int) or isinstance(lmax, bool) or lmax < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {lmax!r}")
 
 
 def degree_scale(l: int, normalization: str) -> float:
@@ -159,7 +154,7 @@ def _legendre_blocks(lmax: int, c: Tensor, q: Tensor, tables: dict[str, Tensor])
     q[0].fill_(edge[0])
     row = 0
     for l in range(1, lmax + 1):
-        block = q[l * l : (l + 1) ** 2]
+        block = q[degree_slice(l)]
         inner = block[1:-1]
         torch.mul(q[(l - 1) ** 2 : l * l], c, out=inner).mul_(a[row : row + 2 * l - 1])
         if l >= 2:
@@ -190,7 +185,7 @@ def _forward_chunked(lmax: int, cuw: Tensor, tables: dict[str, Tensor]) -> Tenso
         _azimuthal(lmax, chunk[1], chunk[2], t)
         _legendre_blocks(lmax, chunk[0], q, tables)
         for l in range(1, lmax + 1):
-            q[l * l : (l + 1) ** 2].mul_(t[lmax - l : lmax + l + 1])
+            q[degree_slice(l)].mul_(t[lmax - l : lmax + l + 1])
         if lmax >= 1:
             q[1:].mul_(nonzero)
         out[lo:hi].copy_(q.t())
@@ -232,7 +227,7 @@ def _vjp_chunked(lmax: int, cuw: Tensor, grad: Tensor, tables: dict[str, Tensor]
         h[lmax].addcmul_(g[0], q[0])
         torch.mul(g, dcoef, out=gc)
         for l in range(1, lmax + 1):
-            block = slice(l * l, (l + 1) ** 2)
+            block = degree_slice(l)
             gl, gcl, ql = g[block], gc[block], q[block]
             h[lmax - l : lmax + l + 1].addcmul_(gl, ql)
             hd[lmax : lmax + l].addcmul_(gcl[l : 2 * l], ql[l + 1 :])  # m = 0..l-1

@@ -33,9 +33,9 @@ from torch import Tensor
 from geobasis.o3._spherical_harmonics import (
     _plain_evaluate,
     _recurrence_tables,
-    check_lmax,
     degree_scale,
 )
+from geobasis.o3.layout import check_lmax, degree_slice
 from geobasis.o3.s2grid import S2Grid
 
 __all__ = [
@@ -78,7 +78,7 @@ def to_e3nn(x: Tensor) -> Tensor:
     if x.dim() < 2:
         raise ValueError(f"x must have shape [..., (lmax+1)**2, C], got {tuple(x.shape)}")
     lmax = _lmax_from_dim(x.shape[-2])
-    blocks = [x[..., l * l : (l + 1) ** 2, :].transpose(-1, -2) for l in range(lmax + 1)]
+    blocks = [x[..., degree_slice(l), :].transpose(-1, -2) for l in range(lmax + 1)]
     return torch.cat([b.reshape(*x.shape[:-2], -1) for b in blocks], dim=-1)
 
 
@@ -167,7 +167,7 @@ def _basis_change(lmax: int, dtype: torch.dtype, device: torch.device) -> Tensor
     full = std.t() @ grid.weighted_harmonics  # <Y_std_j, Y_e3nn_k>
     mask = torch.zeros_like(full)
     for l in range(lmax + 1):
-        mask[l * l : (l + 1) ** 2, l * l : (l + 1) ** 2] = 1
+        mask[degree_slice(l), degree_slice(l)] = 1
     return (full * mask).to(device=device, dtype=dtype)
 
 

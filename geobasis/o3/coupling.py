@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from geobasis.o3._spherical_harmonics import check_lmax
+from geobasis.o3.layout import check_lmax
 
 __all__ = [
     "clebsch_gordan",
@@ -39,6 +39,7 @@ __all__ = [
     "gaunt_factor",
     "complex_clebsch_gordan",
     "real_to_complex",
+    "coupling_paths",
 ]
 
 
@@ -213,3 +214,29 @@ def real_to_complex(l: int) -> Tensor:
     """The unitary ``U [2l+1, 2l+1]`` (complex128) with ``Y_real = U @ Y_complex``."""
     check_lmax(l, "l")
     return torch.from_numpy(_real_to_complex(l).copy())
+
+
+_PATH_SETS = ("all", "even", "odd")
+
+
+def coupling_paths(
+    lmax1: int, lmax2: int, lmax_out: int, paths: str = "all"
+) -> list[tuple[int, int, int]]:
+    """All ``(l1, l2, l)`` with ``|l1-l2| <= l <= l1+l2`` within the band limits.
+
+    Ordered by output degree ``l``, then ``l1``, then ``l2``, so the paths into one output
+    degree, and among them those from one input degree, are contiguous.
+
+    ``paths="even"`` keeps even ``l1+l2+l`` (natural parity, the Gaunt paths), ``"odd"`` the
+    others.
+    """
+    if paths not in _PATH_SETS:
+        raise ValueError(f"paths must be one of {_PATH_SETS}, got {paths!r}")
+    out = []
+    for l in range(lmax_out + 1):
+        for l1 in range(lmax1 + 1):
+            for l2 in range(abs(l - l1), min(l + l1, lmax2) + 1):
+                odd = (l1 + l2 + l) % 2 == 1
+                if paths == "all" or (paths == "odd") == odd:
+                    out.append((l1, l2, l))
+    return out

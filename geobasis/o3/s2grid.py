@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from geobasis.o3._spherical_harmonics import check_lmax, spherical_harmonics
+from geobasis.o3._spherical_harmonics import spherical_harmonics
+from geobasis.o3.layout import check_lmax
 
 __all__ = ["S2Grid", "s2_grid", "to_grid", "from_grid"]
 
@@ -80,11 +81,6 @@ class S2Grid(nn.Module):
         self.register_buffer("weights", weights, persistent=False)
         self.register_buffer("harmonics", harmonics, persistent=False)
         self.register_buffer("weighted_harmonics", harmonics * weights[:, None], persistent=False)
-
-    @property
-    def exact_degree(self) -> int:
-        """Highest polynomial degree the quadrature integrates exactly."""
-        return min(2 * self.res_beta - 1, self.res_alpha - 1)
 
     def _check(self, x: Tensor, size: int, what: str) -> None:
         if x.dim() < 2 or x.shape[-2] != size:

@@ -22,7 +22,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from geobasis.o3._spherical_harmonics import check_lmax, spherical_harmonics
+from geobasis.o3._spherical_harmonics import spherical_harmonics
+from geobasis.o3.layout import check_lmax, degree_slice
 from geobasis.o3.s2grid import S2Grid
 
 __all__ = ["wigner_D"]
@@ -56,7 +57,7 @@ def wigner_D(lmax: int, R: Tensor, pseudo: bool = False) -> Tensor:
     dim = (lmax + 1) ** 2
     out = R.new_zeros((*R.shape[:-2], dim, dim))
     for l in range(lmax + 1):
-        s = slice(l * l, (l + 1) ** 2)
+        s = degree_slice(l)
         out[..., s, s] = torch.einsum("...gm,gn->...mn", y_rot[..., s], weighted[:, s])
     if pseudo:
         out = out * torch.linalg.det(R)[..., None, None]

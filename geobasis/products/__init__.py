@@ -11,15 +11,18 @@ class                      computes                                    cost per 
                            coefficients and FFTs
 =========================  ==========================================  ===============
 
+By name: ``geobasis.products.make(name, ...)`` and :data:`PRODUCTS` (``registry.py``).
 See ``docs/products.md`` for what each can and cannot express and measured speed.
 """
 
+from geobasis.o3.coupling import coupling_paths
 from geobasis.products._base import EquivariantProduct
 from geobasis.products._e3nn import e3nn_equivalent
 from geobasis.products._gaunt import GauntProduct
-from geobasis.products.clebsch_gordan import ClebschGordanProduct, coupling_paths
+from geobasis.products.clebsch_gordan import ClebschGordanProduct
 from geobasis.products.gaunt_fourier import GauntFourierProduct, sh_to_fourier
 from geobasis.products.gaunt_grid import GauntGridProduct
+from geobasis.products.registry import PRODUCTS, make
 
 __all__ = [
     "EquivariantProduct",
@@ -30,4 +33,6 @@ __all__ = [
     "sh_to_fourier",
     "coupling_paths",
     "e3nn_equivalent",
+    "PRODUCTS",
+    "make",
 ]

@@ -29,18 +29,11 @@ from torch import Tensor, nn
 
 from geobasis._chunked import chunked_rows
 from geobasis._tracing import traced
-from geobasis.o3._spherical_harmonics import check_lmax
+from geobasis.o3.layout import check_lmax
 
 __all__ = ["EquivariantProduct", "WEIGHT_MODES"]
 
 WEIGHT_MODES = ("internal", "external", "none")
-
-
-def degree_index(lmax: int) -> Tensor:
-    """``[(lmax+1)**2]`` long tensor giving the degree ``l`` of every component."""
-    return torch.repeat_interleave(
-        torch.arange(lmax + 1), torch.tensor([2 * l + 1 for l in range(lmax + 1)])
-    )
 
 
 class EquivariantProduct(nn.Module):
@@ -164,6 +157,37 @@ class EquivariantProduct(nn.Module):
     def _flatten_inputs(
         self, x1: Tensor, x2: Tensor, weight: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor | None, torch.Size]:
+        """Checked inputs flattened to one batch dimension, and the broadcast batch shape."""
+        name = type(self).__name__
+        x2_channels = self._check_inputs(x1, x2)
+        channels = x1.shape[-1]
+        lead1, lead2 = x1.shape[:-2], x2.shape[: -2 if x2_channels else -1]
+        shapes = [lead1, lead2]
+        weight = self._checked_weight(x1, weight)
+        if self.weight_mode == "external":
+            shapes.append(weight.shape[:-2])
+        try:
+            batch = torch.broadcast_shapes(*shapes)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{name}: leading dimensions do not broadcast: x1 {tuple(lead1)}, "
+                f"x2 {tuple(lead2)}"
+                + (f", weight {tuple(weight.shape[:-2])}" if len(shapes) == 3 else "")
+            ) from error
+
+        x1 = x1.expand(*batch, self.dim1, channels).reshape(-1, self.dim1, channels)
+        if x2_channels:
+            x2 = x2.expand(*batch, self.dim2, channels).reshape(-1, self.dim2, channels)
+        else:
+            x2 = x2.expand(*batch, self.dim2).reshape(-1, self.dim2)
+        if weight is not None:
+            if self.weight_mode == "external" and weight.shape[:-2] != batch:
+                weight = weight.expand(*batch, *self.weight_shape)
+            weight = weight.reshape(-1, *self.weight_shape)
+        return x1, x2, weight, batch
+
+    def _check_inputs(self, x1: Tensor, x2: Tensor) -> bool:
+        """Raise a clear error for bad ``x1`` / ``x2``; returns whether ``x2`` has channels."""
         name = type(self).__name__
         if not isinstance(x1, Tensor) or not isinstance(x2, Tensor):
             raise TypeError(f"{name}: x1 and x2 must be tensors")
@@ -209,8 +233,11 @@ class EquivariantProduct(nn.Module):
                 f".to(dtype=..., device=...)"
             )
 
-        lead1, lead2 = x1.shape[:-2], x2.shape[: -2 if x2_channels else -1]
-        shapes = [lead1, lead2]
+        return x2_channels
+
+    def _checked_weight(self, x1: Tensor, weight: Tensor | None) -> Tensor | None:
+        """The weight to use (given or internal), checked against the weight mode and ``x1``."""
+        name = type(self).__name__
         if self.weight_mode == "external":
             if weight is None:
                 raise ValueError(
@@ -228,7 +255,6 @@ class EquivariantProduct(nn.Module):
                     f"{name}: weight is {weight.dtype} on {weight.device}, inputs are "
                     f"{x1.dtype} on {x1.device}"
                 )
-            shapes.append(weight.shape[:-2])
         elif weight is not None:
             raise ValueError(
                 f"{name} was built with weights={self.weight_mode!r}; build it with "
@@ -241,25 +267,7 @@ class EquivariantProduct(nn.Module):
                     f"{name}: internal weights are {weight.dtype}, inputs {x1.dtype}; "
                     "convert the module with .to(dtype)"
                 )
-        try:
-            batch = torch.broadcast_shapes(*shapes)
-        except RuntimeError as error:
-            raise ValueError(
-                f"{name}: leading dimensions do not broadcast: x1 {tuple(lead1)}, "
-                f"x2 {tuple(lead2)}"
-                + (f", weight {tuple(weight.shape[:-2])}" if len(shapes) == 3 else "")
-            ) from error
-
-        x1 = x1.expand(*batch, self.dim1, channels).reshape(-1, self.dim1, channels)
-        if x2_channels:
-            x2 = x2.expand(*batch, self.dim2, channels).reshape(-1, self.dim2, channels)
-        else:
-            x2 = x2.expand(*batch, self.dim2).reshape(-1, self.dim2)
-        if weight is not None:
-            if self.weight_mode == "external" and weight.shape[:-2] != batch:
-                weight = weight.expand(*batch, *self.weight_shape)
-            weight = weight.reshape(-1, *self.weight_shape)
-        return x1, x2, weight, batch
+        return weight
 
     def forward(self, x1: Tensor, x2: Tensor, weight: Tensor | None = None) -> Tensor:
         """Product of ``x1 [..., (L1+1)**2, C]`` and ``x2 [..., (L2+1)**2(, C)]``.
@@ -315,67 +323,3 @@ class EquivariantProduct(nn.Module):
             f"channels={self.channels}, weights={self.weight_mode!r}, "
             f"weight_shape={self.weight_shape}"
         )
-
-
-def differentiable_gradients(
-    forward, tensors: tuple[Tensor | None, ...], needs: tuple[bool, ...], grad: Tensor
-) -> tuple[Tensor | None, ...]:
-    """Gradients of ``forward(*tensors)`` as a graph (``create_graph=True``): the fallback of
-    the custom backward passes when a second derivative is requested."""
-    inputs = [t for t, need in zip(tensors, needs, strict=True) if need and t is not None]
-    with torch.enable_grad():
-        out = forward(*tensors)
-        grads = torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True)
-    grads = iter(
-        torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)
-    )
-    return tuple(
-        next(grads) if need and t is not None else None
-        for t, need in zip(tensors, needs, strict=True)
-    )
-
-
-def gradient_buffers(
-    tensors: tuple[Tensor | None, ...],
-    needs: tuple[bool, ...],
-    zeroed: bool | tuple[bool, ...] = True,
-) -> list[Tensor | None]:
-    """Full-batch gradients that chunked backward passes write into (no final
-    concatenation), zeroed for passes that accumulate (``zeroed``: one flag, or one per
-    tensor); ``None`` where no gradient is needed or the tensor is shared by the batch
-    (batch 1: its chunk gradients are summed instead)."""
-    batch = tensors[0].shape[0]
-    flags = zeroed if isinstance(zeroed, tuple) else (zeroed,) * len(tensors)
-    return [
-        (torch.zeros_like if zero else torch.empty_like)(t)
-        if need and t is not None and (t.shape[0] > 1 or batch == 1)
-        else None
-        for t, need, zero in zip(tensors, needs, flags, strict=True)
-    ]
-
-
-def accumulate_shared(
-    shared: list[Tensor | None], buffers: list[Tensor | None], grads: tuple[Tensor | None, ...]
-) -> None:
-    """Sum the chunk gradients of tensors shared by the batch (no buffer) into ``shared``."""
-    for k, (buffer, g) in enumerate(zip(buffers, grads, strict=True)):
-        if buffer is None and g is not None:
-            part = g.sum(0, keepdim=True)
-            shared[k] = part if shared[k] is None else shared[k] + part
-
-
-def needs_autograd(*tensors: Tensor | None) -> bool:
-    """Whether a custom backward is needed (grad mode on and some input requires grad)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def chunks(size: int, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
-    """Split along the batch in blocks of ``size``; tensors with batch 1 are shared."""
-    n = tensors[0].shape[0]
-    return [
-        tuple(
-            None if t is None else (t if t.shape[0] == 1 and n > 1 else t[i : i + size])
-            for t in tensors
-        )
-        for i in range(0, n, size)
-    ]

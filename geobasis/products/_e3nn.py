@@ -9,13 +9,10 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from geobasis.o3.layout import degree_slice
 from geobasis.products.clebsch_gordan import ClebschGordanProduct
 
 __all__ = ["e3nn_equivalent"]
-
-
-def _parity(l: int, pseudo: bool = False) -> str:
-    return "e" if (l % 2 == 0) != pseudo else "o"
 
 
 def e3nn_equivalent(
@@ -76,7 +73,7 @@ def e3nn_equivalent(
         for l, _ in classes:
             size = channels * (2 * l + 1)
             block = y[..., start : start + size].reshape(*lead, channels, 2 * l + 1)
-            out[..., l * l : (l + 1) ** 2, :] += block.transpose(-1, -2)
+            out[..., degree_slice(l), :] += block.transpose(-1, -2)
             start += size
         return out
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from geobasis.o3.coupling import gaunt_factor
-from geobasis.products._base import EquivariantProduct, degree_index
-from geobasis.products.clebsch_gordan import coupling_paths
+from geobasis.o3.coupling import coupling_paths, gaunt_factor
+from geobasis.o3.layout import degree_index
+from geobasis.products._base import EquivariantProduct
 
 __all__ = ["GauntProduct"]
 
@@ -87,14 +87,3 @@ class GauntProduct(EquivariantProduct):
         )
         per_path = weight[..., index, :].prod(-2)  # [..., P, C]
         return per_path * factors.to(weight).unsqueeze(-1)
-
-    def _scale_inputs(
-        self, x1: Tensor, x2: Tensor, weight: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Apply the input degree weights; returns the output weights (or None)."""
-        if weight is None:
-            return x1, x2, None
-        w1, w2, w_out = self.split_weight(weight)
-        x1 = x1 * w1
-        x2 = x2 * w2 if x2.dim() == 3 else x2.unsqueeze(-1) * w2
-        return x1, x2, w_out

@@ -41,43 +41,19 @@ import math
 import torch
 from torch import Tensor
 
-from geobasis._tracing import traced
-from geobasis.o3.coupling import clebsch_gordan, gaunt_factor
-from geobasis.products._base import (
-    EquivariantProduct,
+from geobasis._chunked import (
     accumulate_shared,
     chunks,
     differentiable_gradients,
     gradient_buffers,
     needs_autograd,
 )
+from geobasis._tracing import traced
+from geobasis.o3.coupling import clebsch_gordan, coupling_paths, gaunt_factor
+from geobasis.o3.layout import degree_slice
+from geobasis.products._base import EquivariantProduct
 
-__all__ = ["ClebschGordanProduct", "coupling_paths"]
-
-_PATH_SETS = ("all", "even", "odd")
-
-
-def coupling_paths(
-    lmax1: int, lmax2: int, lmax_out: int, paths: str = "all"
-) -> list[tuple[int, int, int]]:
-    """All ``(l1, l2, l)`` with ``|l1-l2| <= l <= l1+l2`` within the band limits.
-
-    Ordered by output degree ``l``, then ``l1``, then ``l2``, so the paths into one output
-    degree, and among them those from one input degree, are contiguous.
-
-    ``paths="even"`` keeps even ``l1+l2+l`` (natural parity, the Gaunt paths), ``"odd"`` the
-    others.
-    """
-    if paths not in _PATH_SETS:
-        raise ValueError(f"paths must be one of {_PATH_SETS}, got {paths!r}")
-    out = []
-    for l in range(lmax_out + 1):
-        for l1 in range(lmax1 + 1):
-            for l2 in range(abs(l - l1), min(l + l1, lmax2) + 1):
-                odd = (l1 + l2 + l) % 2 == 1
-                if paths == "all" or (paths == "odd") == odd:
-                    out.append((l1, l2, l))
-    return out
+__all__ = ["ClebschGordanProduct"]
 
 
 class _SharedX2Product(torch.autograd.Function):
@@ -379,7 +355,7 @@ class ClebschGordanProduct(EquivariantProduct):
             if keep is not None:
                 keep.append(coupled)
             if out is not None:
-                out[:, l * l : (l + 1) ** 2] = torch.bmm(coupled, group_rows)
+                out[:, degree_slice(l)] = torch.bmm(coupled, group_rows)
                 continue
             if l > done:
                 blocks.append(x1.new_zeros(batch, l * l - done * done, channels))

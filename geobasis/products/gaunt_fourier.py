@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from geobasis.o3._spherical_harmonics import spherical_harmonics
+from geobasis.o3 import spherical_harmonics
+from geobasis.o3.layout import degree_slice
 from geobasis.products._gaunt import GauntProduct
 
 __all__ = ["GauntFourierProduct", "sh_to_fourier"]
@@ -184,7 +185,7 @@ class GauntFourierProduct(GauntProduct):
         self.register_buffer("_positions", torch.from_numpy(position), False)
         degree_mask = torch.zeros(self.dim2, lmax2 + 1, dtype=dtype)
         for l in range(lmax2 + 1):
-            degree_mask[l * l : (l + 1) ** 2, l] = 1
+            degree_mask[degree_slice(l), l] = 1
         self.register_buffer("_degree_mask", degree_mask, False)
         self.chunk_size = 128
 

@@ -23,15 +23,15 @@ import math
 import torch
 from torch import Tensor
 
-from geobasis.o3._spherical_harmonics import spherical_harmonics
-from geobasis.o3.s2grid import s2_grid
-from geobasis.products._base import (
+from geobasis._chunked import (
     accumulate_shared,
-    degree_index,
     differentiable_gradients,
     gradient_buffers,
     needs_autograd,
 )
+from geobasis.o3 import spherical_harmonics
+from geobasis.o3.layout import degree_index, degree_slice
+from geobasis.o3.s2grid import s2_grid
 from geobasis.products._gaunt import GauntProduct
 
 __all__ = ["GauntGridProduct"]
@@ -208,7 +208,7 @@ class GauntGridProduct(GauntProduct):
         # [D2, G * (L2+1)]: the grid values of each degree of x2 separately
         per_degree = torch.zeros(self.dim2, harmonics.shape[0], lmax2 + 1, dtype=torch.float64)
         for l in range(lmax2 + 1):
-            per_degree[l * l : (l + 1) ** 2, :, l] = harmonics[:, l * l : (l + 1) ** 2].t()
+            per_degree[degree_slice(l), :, l] = harmonics[:, degree_slice(l)].t()
         self.register_table("_per_degree2", per_degree.reshape(self.dim2, -1))
         self.register_table("_to_grid2", harmonics[:, : self.dim2].contiguous())
         # single-channel x2 with degree weights: per-degree values of a = upper + lower

@@ -1,83 +1,119 @@
-"""Training configuration: one dataclass, every field a ``geobasis train`` flag and a YAML key."""
+"""Training configuration: the run's settings plus a model section validated against the model.
+
+Every field of :class:`TrainConfig` is a ``geobasis train`` flag and a YAML key, with its
+help text in the field's metadata.  The model's own options live in ``model_options`` and
+come from the chosen model's constructor signature (:data:`geobasis.nn.MODELS`): an option
+the model does not take is an error naming it, and every value, from YAML or the command
+line, is type-checked when the config is read (``lr: 2e-3``, a string to PyYAML, is read
+as the float it means).  In YAML the model options may also be written at the top level
+(``lmax: 3``); they are moved into the model section and validated the same way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig"]
+from geobasis.nn.models import MODELS, check_model_options
+from geobasis.nn.models.options import coerce
+
+__all__ = ["TrainConfig", "model_option_names"]
+
+
+def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A field with its help text and allowed values (``default=dict``: an empty dict)."""
+    metadata = {"help": help, "choices": choices}
+    if default is dict:
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+#: keys of configs written before the model section (version 1) and where they went
+_LEGACY_RENAMES = {"frame_group": "group"}
+
+
+def model_option_names() -> set[str]:
+    """Every option some registered model takes (what may appear at the YAML top level)."""
+    return {name for cls in MODELS.values() for name in cls.options()}
 
 
 @dataclass
 class TrainConfig:
     """Everything a run needs; saved as ``runs/<name>/config.yaml``."""
 
-    # data: "xtb:<molecule>" (generated and cached), or a path to an rMD17 .npz or .xyz
-    data: str = "xtb:ethanol"
-    test_data: str | None = None  # a separate test file (e.g. the rMD17 test split)
-    num_frames: int = 1000  # xTB frames to generate
-    train_size: int | float = 800
-    val_size: int | float = 100
-    test_size: int | float = 100
-    # model: "potential" (equivariant) or "faenet" (frame-averaged Cartesian network)
-    model: str = "potential"
-    channels: int = 32
-    lmax: int = 2
-    num_layers: int = 3
-    cutoff: float = 5.0
-    num_radial: int = 8
-    radial_hidden: int = 32
-    product: str = "cg"
-    nonlinearity: str = "gate"
-    frames: str = "stochastic"  # faenet: "stochastic" (one frame per step) or "full"
-    frame_group: str = "O3"  # faenet: "O3" or "SO3"
+    # data
+    data: str = _f("xtb:ethanol", "dataset: 'xtb:<molecule>' (generated, cached), "
+                   "'qm9[:target[:count]]', an rMD17 .npz or an extended .xyz")  # fmt: skip
+    test_data: str | None = _f(None, "a separate test set (e.g. the rMD17 test split)")
+    num_frames: int = _f(1000, "frames of generated (xtb:) data")
+    train_size: int | float = _f(800, "training structures (count, or fraction if < 1.0)")
+    val_size: int | float = _f(100, "validation structures (count or fraction)")
+    test_size: int | float = _f(100, "test structures (count or fraction)")
+    # model
+    model: str = _f("potential", "the model (geobasis.nn.MODELS)", tuple(MODELS))
+    model_options: dict[str, Any] = _f(dict, "options of the model (see the model flags)")
     # optimisation
-    epochs: int = 35
-    batch_size: int = 8
-    lr: float = 5e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.0
-    energy_weight: float = 1.0
-    force_weight: float = 10.0
-    ema_decay: float = 0.99
-    grad_clip: float = 10.0
-    max_minutes: float | None = 9.0  # stop (and finish cleanly) after this wall time
+    epochs: int = _f(35, "epochs (cosine learning-rate schedule over all of them)")
+    batch_size: int = _f(8, "structures per batch")
+    lr: float = _f(5e-3, "initial learning rate (Adam)")
+    min_lr: float = _f(1e-5, "final learning rate of the cosine schedule")
+    weight_decay: float = _f(0.0, "Adam weight decay")
+    energy_weight: float = _f(1.0, "weight of the per-atom energy term of the loss")
+    force_weight: float = _f(10.0, "weight of the force term of the loss")
+    ema_decay: float = _f(0.99, "decay of the exponential moving average of the weights")
+    grad_clip: float = _f(10.0, "gradient-norm clipping threshold")
+    max_minutes: float | None = _f(9.0, "stop cleanly after this wall time (minutes)")
     # run
-    name: str | None = None
-    runs_dir: str = "runs"
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch)
-    # torch.compile the training step's energies and forces (potential model, molecules);
-    # about 2x faster steps after a one-off compilation of ~2 minutes
-    compile: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    name: str | None = _f(None, "run folder name under runs_dir (default: a timestamp)")
+    runs_dir: str = _f("runs", "folder holding the run folders")
+    seed: int = _f(0, "seed of splits, initialisation and batch order")
+    device: str = _f("cpu", "torch device, e.g. 'cpu' or 'cuda'")
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    checkpoint_every: int = _f(0, "steps between mid-epoch checkpoints (0: end of epoch)")
+    compile: bool = _f(False, "torch.compile the energies and forces of the training step "
+                       "(about 2x faster steps after a one-off compilation)")  # fmt: skip
 
     def __post_init__(self) -> None:
-        choices = {
-            "model": ("potential", "faenet"),
-            "frames": ("stochastic", "full"),
-            "frame_group": ("O3", "SO3"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.compile and self.model != "potential":
-            raise ValueError("compile works with model='potential' (frames are not traceable)")
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = coerce(f.name, getattr(self, f.name), hints[f.name], f.metadata["choices"])
+            setattr(self, f.name, value)
+        self.model_options = check_model_options(self.model, dict(self.model_options))
+        if self.compile and not MODELS[self.model].supports_compile:
+            raise ValueError(f"compile: model {self.model!r} cannot be compiled; drop --compile")
+
+    def model_option(self, name: str) -> Any:
+        """The model option ``name`` as the model will get it (given, else its default)."""
+        if name in self.model_options:
+            return self.model_options[name]
+        return MODELS[self.model].options()[name].default
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from YAML-like ``values``; top-level model options move into the model
+        section; configs written before the model section (with ``extra``) are upgraded."""
+        values = dict(values)
+        legacy = values.pop("extra", None) is not None
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        options = dict(values.pop("model_options", None) or {})
+        flat = {k: values.pop(k) for k in list(values) if k not in known}
+        flat = {_LEGACY_RENAMES.get(k, k) if legacy else k: v for k, v in flat.items()}
+        unknown = sorted(set(flat) - model_option_names())
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+            raise ValueError(
+                f"unknown config keys {unknown}; known keys: {sorted(known)} and the model "
+                f"options {sorted(model_option_names())}"
+            )
+        if legacy:  # every old config listed every option: keep the chosen model's
+            takes = MODELS[values.get("model", "potential")].options()
+            flat = {k: v for k, v in flat.items() if k in takes}
+        return cls(**values, model_options={**flat, **options})
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

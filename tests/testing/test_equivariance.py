@@ -5,8 +5,8 @@ from torch import nn
 
 from geobasis.o3 import spherical_harmonics
 from geobasis.testing import EquivarianceError, assert_equivariant, check_equivariance
-from geobasis.testing._toy import ToyPotential
 from geobasis.testing.strategies import batches, molecules, point_clouds
+from geobasis.testing.toy import ToyPotential
 
 OUTPUTS = {"energy": "invariant", "forces": "forces", "features": 2}
 

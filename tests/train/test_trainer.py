@@ -36,6 +36,11 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GEOBASIS_CACHE", str(tmp_path / "cache"))
 
 
+def _config(**values):
+    """A config from flat values (model options at the top level, as in YAML)."""
+    return TrainConfig.from_dict(values)
+
+
 def _flags(options):
     """``geobasis train`` flags for a dict of config values."""
     flags = []
@@ -50,7 +55,7 @@ def _metrics(run):
 
 
 def test_run_writes_everything_and_learns(tmp_path):
-    config = TrainConfig(**{**TINY, "epochs": 6}, runs_dir=str(tmp_path / "runs"), name="a")
+    config = _config(**{**TINY, "epochs": 6}, runs_dir=str(tmp_path / "runs"), name="a")
     report = train(config, progress=False)
     run = tmp_path / "runs" / "a"
     for name in (
@@ -72,7 +77,7 @@ def test_run_writes_everything_and_learns(tmp_path):
     assert state["epoch"] == 6 and "optimizer" in state and "ema" in state
     model = load_model(run / "best.pt")
     assert report["force_mae_meV_per_A"] > 0 and model.cutoff == 5.0
-    assert TrainConfig.from_yaml(run / "config.yaml").channels == 4
+    assert TrainConfig.from_yaml(run / "config.yaml").model_options["channels"] == 4
     with pytest.raises(FileExistsError):
         train(config, progress=False)
     from geobasis.cli import main
@@ -91,7 +96,7 @@ def test_run_writes_everything_and_learns(tmp_path):
 def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
     runs = tmp_path / "runs"
     options = {**TINY, "epochs": 4, "checkpoint_every": 2}
-    reference = TrainConfig(**options, runs_dir=str(runs), name="whole")
+    reference = _config(**options, runs_dir=str(runs), name="whole")
     train(reference, progress=False)
     # the same run in a child process, killed with SIGKILL after a mid-epoch checkpoint
     flags = _flags(options)
@@ -186,14 +191,12 @@ def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path):
     from geobasis.cli import main
 
     config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {**TINY, "epochs": 1, "runs_dir": str(tmp_path / "runs"), "name": "yaml", "lr": 0.002}
-        )
-    )
-    assert main(["train", "--config", str(config), "--lr", "0.004", "--quiet"]) == 0
+    values = {**TINY, "epochs": 2, "runs_dir": str(tmp_path / "runs"), "name": "yaml"}
+    # PyYAML reads `2e-3` (no dot) as a string: the config reads it as the float it means
+    config.write_text(yaml.safe_dump(values) + "lr: 2e-3\n")
+    assert main(["train", "--config", str(config), "--epochs", "1", "--quiet"]) == 0
     saved = TrainConfig.from_yaml(tmp_path / "runs" / "yaml" / "config.yaml")
-    assert saved.channels == 4 and saved.epochs == 1 and saved.lr == 0.004
+    assert saved.model_options["channels"] == 4 and saved.epochs == 1 and saved.lr == 0.002
 
 
 def test_faenet_model_switch_trains_and_reloads(tmp_path):
@@ -201,7 +204,8 @@ def test_faenet_model_switch_trains_and_reloads(tmp_path):
     from geobasis.nn import FAENet
 
     runs = tmp_path / "runs"
-    flags = _flags({**TINY, "epochs": 4, "channels": 8})
+    faenet = {k: v for k, v in TINY.items() if k not in ("lmax", "radial_hidden")}
+    flags = _flags({**faenet, "epochs": 4, "channels": 8})
     assert (
         main(
             [
@@ -223,7 +227,7 @@ def test_faenet_model_switch_trains_and_reloads(tmp_path):
     model = load_model(runs / "fa" / "best.pt")
     assert isinstance(model, FAENet) and model.config["frames"] == "stochastic"
     assert TrainConfig.from_yaml(runs / "fa" / "config.yaml").model == "faenet"
-    with pytest.raises(ValueError, match="model must be one of"):
+    with pytest.raises(ValueError, match="model: must be one of"):
         TrainConfig(model="schnet")
 
 
@@ -231,14 +235,54 @@ def test_faenet_model_switch_trains_and_reloads(tmp_path):
 def test_compiled_training_step_learns_like_the_eager_one(tmp_path):
     runs = tmp_path / "runs"
     options = {**TINY, "epochs": 2}
-    eager = train(TrainConfig(**options, runs_dir=str(runs), name="eager"), progress=False)
+    eager = train(_config(**options, runs_dir=str(runs), name="eager"), progress=False)
     compiled = train(
-        TrainConfig(**options, compile=True, runs_dir=str(runs), name="compiled"), progress=False
+        _config(**options, compile=True, runs_dir=str(runs), name="compiled"), progress=False
     )
     # same data, seed and order: the compiled graph computes the same losses (float32)
     a, b = _metrics(runs / "eager"), _metrics(runs / "compiled")
     for row_a, row_b in zip(a, b):
         assert float(row_b["train_loss"]) == pytest.approx(float(row_a["train_loss"]), rel=1e-3)
     assert compiled["force_mae_meV_per_A"] == pytest.approx(eager["force_mae_meV_per_A"], rel=1e-2)
-    with pytest.raises(ValueError, match="compile works with model='potential'"):
+    with pytest.raises(ValueError, match="compile: model 'faenet' cannot be compiled"):
         TrainConfig(model="faenet", compile=True)
+
+
+def test_config_is_typed_and_validated_against_the_model():
+    """Every value is type-checked when read; a model option the chosen model does not take
+    is an error naming it; top-level YAML model options move into the model section."""
+    assert TrainConfig.from_dict({"lr": "2e-3", "epochs": "3"}).lr == 0.002
+    with pytest.raises(ValueError, match="lr: expected float"):
+        TrainConfig.from_dict({"lr": "fast"})
+    with pytest.raises(ValueError, match="epochs: expected int"):
+        TrainConfig.from_dict({"epochs": 2.5})
+    with pytest.raises(ValueError, match="takes no option 'lmax'"):
+        TrainConfig.from_dict({"model": "faenet", "lmax": 3})
+    with pytest.raises(ValueError, match="product: must be one of"):
+        TrainConfig.from_dict({"product": "tensor"})
+    config = TrainConfig.from_dict({"lmax": 3, "model_options": {"channels": 8}})
+    assert config.model_options == {"lmax": 3, "channels": 8}
+    assert config.model_option("cutoff") == 5.0  # the model's own default
+
+
+def test_config_written_before_the_model_section_still_reads():
+    """Version-1 configs (flat keys for every model, ``extra``) upgrade: the chosen model's
+    options are kept, the other model's dropped, ``frame_group`` renamed to ``group``."""
+    old = {"model": "faenet", "channels": 16, "lmax": 2, "radial_hidden": 32, "product": "cg",
+           "frames": "full", "frame_group": "SO3", "cutoff": 4.0, "extra": {}}  # fmt: skip
+    config = TrainConfig.from_dict(old)
+    assert config.model_options == {"channels": 16, "frames": "full", "group": "SO3", "cutoff": 4.0}
+
+
+def test_cli_explains_itself_and_errors_in_one_line(capsys):
+    from geobasis.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for choices in ("{potential,faenet}", "{cg,gaunt_grid,gaunt_fourier}", "{gate,s2}"):
+        assert choices in text
+    assert "default: X" not in text and "initial learning rate" in text
+    assert main(["train", "--model", "faenet", "--lmax", "3"]) == 2
+    error = capsys.readouterr().err
+    assert "lmax" in error and "Traceback" not in error and len(error.strip().splitlines()) == 1

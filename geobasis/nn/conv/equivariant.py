@@ -17,6 +17,10 @@ product is rescaled by a constant so that unit inputs give unit-scale outputs, w
 the backend.  :math:`P` is chosen by name: ``"cg"`` (Clebsch–Gordan, even paths: O(3)
 with natural parity), ``"gaunt_grid"`` or ``"gaunt_fourier"`` (the Gaunt product).
 
+The edge geometry (:math:`Y`, :math:`e\,u`) comes in as :class:`geobasis.nn.Edges`,
+computed once per forward by the model (:class:`geobasis.nn.EdgeEmbedding`); called with
+positions instead, the conv computes it itself (standalone use).
+
 Shapes: ``x [N, (L_in+1)**2, C]`` -> ``[N, (L_out+1)**2, C]``; ``node_dim = 0``.
 
 Reference: Thomas et al., "Tensor field networks" (2018); Batzner et al., NequIP
@@ -32,43 +36,35 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from geobasis.graph import edge_vectors
-from geobasis.nn.linear import check_spherical
-from geobasis.o3 import SphericalHarmonics, spherical_harmonics
-from geobasis.products import ClebschGordanProduct, GauntFourierProduct, GauntGridProduct
-from geobasis.radial import BesselBasis, PolynomialEnvelope
+from geobasis import products
+from geobasis.nn.edges import EdgeEmbedding, Edges
+from geobasis.o3 import spherical_harmonics
+from geobasis.o3.layout import check_spherical, num_components
 
 __all__ = ["EquivariantConv", "PRODUCTS"]
 
-#: Product backends by name.
-PRODUCTS = ("cg", "gaunt_grid", "gaunt_fourier")
-
-
-def make_product(name: str, lmax_in: int, lmax_sh: int, lmax_out: int, channels: int):
-    """The product backend ``name`` with per-edge (external) weights."""
-    if name == "cg":
-        return ClebschGordanProduct(
-            lmax_in, lmax_sh, lmax_out, channels, weights="external", paths="even"
-        )
-    if name == "gaunt_grid":
-        return GauntGridProduct(lmax_in, lmax_sh, lmax_out, channels, weights="external")
-    if name == "gaunt_fourier":
-        return GauntFourierProduct(lmax_in, lmax_sh, lmax_out, channels, weights="external")
-    raise ValueError(f"unknown product {name!r}; choose one of {PRODUCTS}")
+#: Product backends by name (the registry :data:`geobasis.products.PRODUCTS`).
+PRODUCTS = tuple(products.PRODUCTS)
 
 
 class EquivariantConv(MessagePassing):
     """Equivariant point convolution with per-edge product weights from a radial MLP.
 
     Args:
-        lmax_in, lmax_out: band limits of the input and output features.
+        lmax_in: band limit of the input features.
+        lmax_out: band limit of the output features.
         channels: channels ``C`` (kept by the product).
         lmax_sh: band limit of the edge harmonics (default ``max(lmax_in, lmax_out)``).
         cutoff: radial cutoff (edges must be shorter).
         num_radial: Bessel functions in the radial basis.
         radial_hidden: width of the radial MLP (two hidden layers, SiLU).
-        product: ``"cg"``, ``"gaunt_grid"`` or ``"gaunt_fourier"``.
+        product: a name of :data:`geobasis.products.PRODUCTS` (``"cg"``, ``"gaunt_grid"``,
+            ``"gaunt_fourier"``).
         avg_num_neighbors: messages are summed and divided by its square root.
+
+    ``forward(x, edges)`` with :class:`~geobasis.nn.Edges` (harmonics up to at least
+    ``lmax_sh``, ``num_radial`` radial functions), or ``forward(x, pos, edge_index,
+    shifts=None, cell=None, batch=None)`` to compute the edge geometry here.
     """
 
     def __init__(
@@ -86,12 +82,9 @@ class EquivariantConv(MessagePassing):
         super().__init__(aggr="add", node_dim=0)
         self.lmax_in, self.lmax_out, self.channels = lmax_in, lmax_out, channels
         self.lmax_sh = max(lmax_in, lmax_out) if lmax_sh is None else lmax_sh
-        self.cutoff = float(cutoff)
+        self.cutoff, self.num_radial = float(cutoff), num_radial
         self.product_name = product
-        self.product = make_product(product, lmax_in, self.lmax_sh, lmax_out, channels)
-        self.harmonics = SphericalHarmonics(self.lmax_sh, normalization="component")
-        self.radial_basis = BesselBasis(num_radial, cutoff)
-        self.envelope = PolynomialEnvelope(cutoff)
+        self.product = products.make(product, lmax_in, self.lmax_sh, lmax_out, channels)
         self.radial = nn.Sequential(
             nn.Linear(num_radial, radial_hidden),
             nn.SiLU(),
@@ -99,13 +92,17 @@ class EquivariantConv(MessagePassing):
             nn.SiLU(),
             nn.Linear(radial_hidden, self.product.weight_numel),
         )
+        self.reset_parameters()
+        self.norm = 1 / math.sqrt(avg_num_neighbors)
+        self.register_buffer("product_scale", self._unit_scale(), persistent=False)
+
+    def reset_parameters(self) -> None:
+        """Radial MLP initialised for unit-scale outputs (SiLU gain ~ sqrt(2))."""
         for layer in self.radial:
-            if isinstance(layer, nn.Linear):  # unit-scale outputs (SiLU gain ~ sqrt(2))
+            if isinstance(layer, nn.Linear):
                 gain = 1.0 if layer is self.radial[-1] else math.sqrt(2.0)
                 nn.init.normal_(layer.weight, std=gain / math.sqrt(layer.in_features))
                 nn.init.zeros_(layer.bias)
-        self.norm = 1 / math.sqrt(avg_num_neighbors)
-        self.register_buffer("product_scale", self._unit_scale(), persistent=False)
 
     @torch.no_grad()
     def _unit_scale(self) -> Tensor:
@@ -114,7 +111,8 @@ class EquivariantConv(MessagePassing):
         small), so every conv starts with outputs of unit scale."""
         generator = torch.Generator().manual_seed(0)
         f64 = torch.float64  # the same constant whatever the default dtype
-        x = torch.randn(256, (self.lmax_in + 1) ** 2, self.channels, generator=generator, dtype=f64)
+        dim = num_components(self.lmax_in)
+        x = torch.randn(256, dim, self.channels, generator=generator, dtype=f64)
         vectors = torch.randn(256, 3, generator=generator, dtype=f64)
         sh = spherical_harmonics(self.lmax_sh, vectors, normalization="component")
         weight = torch.ones(256, *self.product.weight_shape, dtype=f64)
@@ -122,26 +120,56 @@ class EquivariantConv(MessagePassing):
         rms = product(x, sh, weight).square().mean().sqrt().to(torch.get_default_dtype())
         return 1 / rms.clamp(min=1e-12)
 
-    def edge_weights(self, length: Tensor) -> Tensor:
-        """Per-edge product weights ``[E, *product.weight_shape]``."""
-        radial = self.radial_basis(length) * self.envelope(length)[:, None]
-        return self.radial(radial).view(-1, *self.product.weight_shape)
-
-    def forward(
+    def embed_edges(
         self,
-        x: Tensor,
         pos: Tensor,
         edge_index: Tensor,
         shifts: Tensor | None = None,
         cell: Tensor | None = None,
         batch: Tensor | None = None,
+    ) -> Edges:
+        """The :class:`~geobasis.nn.Edges` this conv reads, computed from positions."""
+        embedding = EdgeEmbedding(self.lmax_sh, self.num_radial, self.cutoff).to(pos)
+        return embedding(pos, edge_index, shifts, cell, batch)
+
+    def edge_weights(self, radial: Tensor) -> Tensor:
+        """Per-edge product weights ``[E, *product.weight_shape]`` from the enveloped radial
+        basis ``[E, num_radial]``."""
+        return self.radial(radial).view(-1, *self.product.weight_shape)
+
+    def forward(
+        self,
+        x: Tensor,
+        edges: Edges | Tensor,
+        edge_index: Tensor | None = None,
+        shifts: Tensor | None = None,
+        cell: Tensor | None = None,
+        batch: Tensor | None = None,
     ) -> Tensor:
         check_spherical(x, self.lmax_in, self.channels, type(self).__name__)
-        vectors, lengths = edge_vectors(pos, edge_index, shifts, cell, batch)
-        harmonics = self.harmonics(vectors)
-        weight = self.edge_weights(lengths)
-        out = self.propagate(edge_index, x=x, harmonics=harmonics, weight=weight)
+        if not isinstance(edges, Edges):  # standalone: positions given
+            if edge_index is None:
+                raise ValueError(
+                    "EquivariantConv: pass edges (geobasis.nn.Edges) or pos and edge_index"
+                )
+            edges = self.embed_edges(edges, edge_index, shifts, cell, batch)
+        self._check_edges(edges)
+        harmonics = edges.harmonics[:, : num_components(self.lmax_sh)]
+        weight = self.edge_weights(edges.radial)
+        out = self.propagate(edges.index, x=x, harmonics=harmonics, weight=weight)
         return out * (self.norm * self.product_scale.to(out.dtype))
+
+    def _check_edges(self, edges: Edges) -> None:
+        if edges.harmonics.shape[-1] < num_components(self.lmax_sh):
+            raise ValueError(
+                f"EquivariantConv: edges carry harmonics up to l={edges.lmax}, this conv "
+                f"needs lmax_sh={self.lmax_sh}; embed the edges with a higher lmax"
+            )
+        if edges.radial.shape[-1] != self.num_radial:
+            raise ValueError(
+                f"EquivariantConv: edges carry {edges.radial.shape[-1]} radial functions, "
+                f"this conv was built with num_radial={self.num_radial}"
+            )
 
     def message(self, x_j: Tensor, harmonics: Tensor, weight: Tensor) -> Tensor:
         if self.training and torch.is_grad_enabled():

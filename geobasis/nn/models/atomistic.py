@@ -2,26 +2,37 @@ r"""Shared machinery of the models that map atoms to energies, forces and stress
 
 .. math::
 
-    E_g = \sum_{i \in g} \varepsilon_i, \qquad
+    E_g = \sum_{i \in g} \big( s\, \varepsilon_i + E^\text{ref}_{z_i} \big), \qquad
     \mathbf F_i = -\frac{\partial E}{\partial \vec x_i}, \qquad
     \sigma = \frac{1}{V} \frac{\partial E}{\partial \epsilon}
 
-A subclass implements :meth:`AtomisticModel.atomic_energies` (``[N]``, per-element
-reference energies included); this base class sums them per graph, differentiates
-(forces, and stress through a symmetric strain :math:`\epsilon` of positions and
-cell), and fits the reference energies by least squares.  The graph of the derivative is
-kept in training mode, where force losses are differentiated again.
+A subclass implements :meth:`AtomisticModel.node_energies` (``[N]`` unit-scale atomic
+energies :math:`\varepsilon_i` of an :class:`AtomicGraph`); this base class builds the
+radius graph when the data carry none, scales by :math:`s` and shifts by per-element
+reference energies :math:`E^\text{ref}_z` (fitted by least squares), sums per graph,
+differentiates (forces, and stress through a symmetric strain :math:`\epsilon` of
+positions and cell), and holds the compiled energy-and-forces path of training.  The graph
+of the derivative is kept in training mode, where force losses are differentiated again.
+
+Each model's constructor signature is the one source of its options
+(:func:`geobasis.nn.models.options.signature_options`); ``model.config`` records them with
+the registry name under ``"model"``, so :func:`geobasis.nn.models.load_model` rebuilds it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-__all__ = ["AtomisticModel", "NUM_ELEMENTS", "batch_of"]
+from geobasis.graph import radius_graph
+from geobasis.nn.models.options import Option, signature_options
+
+__all__ = ["AtomisticModel", "AtomicGraph", "NUM_ELEMENTS", "batch_of"]
 
 NUM_ELEMENTS = 119  # atomic numbers 0..118
 
@@ -34,30 +45,109 @@ def batch_of(data, pos: Tensor) -> Tensor:
     return batch
 
 
-class _Graph:
-    """The fields of a molecular batch that :meth:`AtomisticModel.atomic_energies` reads."""
+def num_graphs_of(data, batch: Tensor) -> int:
+    """``data.num_graphs`` when the data say it (a trailing empty graph counts), else
+    ``batch.max() + 1``."""
+    count = getattr(data, "num_graphs", None)
+    if isinstance(count, int) and not isinstance(data, AtomicGraph):
+        return count
+    return int(batch.max()) + 1 if batch.numel() else 0
 
-    def __init__(self, z: Tensor, batch: Tensor, edge_index: Tensor) -> None:
-        self.z, self.batch, self.edge_index, self.shifts = z, batch, edge_index, None
+
+@dataclass
+class AtomicGraph:
+    """What :meth:`AtomisticModel.node_energies` reads: species, positions (possibly
+    strained, so gradients flow to them), graph and cell.
+
+    Attributes:
+        z: ``[N]`` atomic numbers (long).
+        pos: ``[N, 3]`` positions.
+        batch: ``[N]`` graph of each atom.
+        edge_index: ``[2, E]`` edges within the cutoff.
+        shifts: ``[E, 3]`` periodic image shifts, or ``None``.
+        cell: ``[B, 3, 3]`` cells, or ``None``.
+    """
+
+    z: Tensor
+    pos: Tensor
+    batch: Tensor
+    edge_index: Tensor
+    shifts: Tensor | None = None
+    cell: Tensor | None = None
 
 
 class AtomisticModel(nn.Module):
-    """Base class: energies from :meth:`atomic_energies`, forces and stress by autograd.
+    """Base class: energies from :meth:`node_energies`, forces and stress by autograd.
 
-    Subclasses set ``self.config`` (a dict of constructor arguments plus ``"model"``, the
-    name under which :data:`geobasis.nn.models.MODELS` rebuilds them).
+    Subclasses set :attr:`name` (their key in :data:`geobasis.nn.MODELS`), call
+    :meth:`record_options` with their constructor arguments, set ``self.cutoff`` and
+    implement :meth:`node_energies`.
     """
 
+    #: registry name, stored as ``config["model"]``
+    name: ClassVar[str] = ""
+    #: allowed values of options with a closed set of choices
+    option_choices: ClassVar[dict[str, tuple]] = {}
+    #: options the trainer derives from the data, not the user
+    data_options: ClassVar[tuple[str, ...]] = ("avg_num_neighbors",)
+    #: whether :meth:`compile_forces` can trace the model
+    supports_compile: ClassVar[bool] = True
+
     config: dict[str, Any]
+    cutoff: float
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("reference_energies", torch.zeros(NUM_ELEMENTS))
         self.register_buffer("energy_scale", torch.ones(()))
+        self._compiled: Callable | None = None
 
-    def atomic_energies(self, data, pos: Tensor, cell: Tensor | None) -> Tensor:
-        """``[N]`` atomic energies (reference energies included) at positions ``pos``."""
+    # ------------------------------------------------------------------ options
+    @classmethod
+    def options(cls) -> dict[str, Option]:
+        """The constructor options: type hints, defaults, help text, choices."""
+        return signature_options(cls)
+
+    def record_options(self, arguments: dict[str, Any]) -> None:
+        """Check the constructor ``arguments`` against :attr:`option_choices` and keep them
+        as ``self.config`` (with ``"model": name``)."""
+        options = self.options()
+        for key, allowed in self.option_choices.items():
+            if key in arguments and arguments[key] not in allowed:
+                raise ValueError(f"{key}: must be one of {list(allowed)}, got {arguments[key]!r}")
+        self.config = {"model": self.name, **{k: arguments[k] for k in options}}
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule that can be (PyG's contract); reference energies
+        and scale are kept (they are fitted, not learned)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    # ------------------------------------------------------------------ energies
+    def node_energies(self, graph: AtomicGraph) -> Tensor:
+        """``[N]`` unit-scale atomic energies (before scale and reference shift)."""
         raise NotImplementedError
+
+    def atomic_energies(self, graph: AtomicGraph) -> Tensor:
+        """``[N]`` atomic energies: :meth:`node_energies` scaled, plus reference energies."""
+        energies = self.node_energies(graph) * self.energy_scale
+        return energies + self.reference_energies.to(energies.dtype)[graph.z]
+
+    def atomic_graph(self, data, pos: Tensor, cell: Tensor | None) -> AtomicGraph:
+        """The :class:`AtomicGraph` of ``data`` at ``pos``; the radius graph within
+        :attr:`cutoff` is built when ``data`` has no ``edge_index``."""
+        batch = batch_of(data, pos)
+        edge_index = getattr(data, "edge_index", None)
+        shifts = getattr(data, "shifts", None)
+        if edge_index is None and cell is not None:
+            pbc = getattr(data, "pbc", None)
+            edge_index, shifts = radius_graph(
+                pos.detach(), self.cutoff, batch, cell=cell.detach(), pbc=pbc
+            )
+        elif edge_index is None:
+            edge_index = radius_graph(pos.detach(), self.cutoff, batch)
+        return AtomicGraph(data.z.long(), pos, batch, edge_index, shifts, cell)
 
     def atomic_energies_and_forces(
         self, pos: Tensor, z: Tensor, batch: Tensor, edge_index: Tensor
@@ -65,17 +155,33 @@ class AtomisticModel(nn.Module):
         """``(atomic energies [N], forces [N, 3])`` of a molecular batch (no cell), the forces
         from ``torch.func.grad``: no ``autograd.grad`` call inside, so ``torch.compile`` can
         trace the whole computation, and a loss on the forces can be backpropagated to the
-        parameters through the compiled graph (``geobasis train --compile``).
+        parameters through the compiled graph (:meth:`compile_forces`).
         """
-        graph = _Graph(z, batch, edge_index)
 
         def total(p: Tensor) -> tuple[Tensor, Tensor]:
-            atomic = self.atomic_energies(graph, p, None)
+            atomic = self.atomic_energies(AtomicGraph(z.long(), p, batch, edge_index))
             return atomic.sum(), atomic
 
         gradient, atomic = torch.func.grad(total, has_aux=True)(pos)
         return atomic, -gradient
 
+    def compile_forces(self) -> AtomisticModel:
+        """Compile :meth:`atomic_energies_and_forces` (dynamic shapes, compiled on first
+        use); training-mode calls on molecules (no cell, no stress) take it from then on."""
+        from geobasis.typing import WITH_CPU_COMPILER
+
+        if not self.supports_compile:
+            raise ValueError(f"compile: model {self.name!r} cannot be compiled (not traceable)")
+        on_cpu = all(t.device.type == "cpu" for t in self.buffers())
+        if on_cpu and not WITH_CPU_COMPILER:
+            raise ValueError(
+                "compile: torch.compile on CPU needs a C++ compiler and the Python headers "
+                "(e.g. apt install g++ python3-dev); or run without compiling"
+            )
+        self._compiled = torch.compile(self.atomic_energies_and_forces, dynamic=True)
+        return self
+
+    # ------------------------------------------------------------------ fitting
     @torch.no_grad()
     def fit_reference_energies(self, z: Tensor, batch: Tensor, energy: Tensor) -> Tensor:
         r"""Least-squares per-element energies :math:`E_g \approx \sum_{i \in g}
@@ -99,21 +205,36 @@ class AtomisticModel(nn.Module):
         self.energy_scale.fill_(float(scale))
         return self.reference_energies
 
+    # ------------------------------------------------------------------ forward
     def forward(
         self, data, compute_forces: bool = True, compute_stress: bool | None = None
     ) -> dict[str, Tensor]:
         """Energy ``[B]``, forces ``[N, 3]`` and (with a cell) stress ``[B, 3, 3]``."""
         if getattr(data, "z", None) is None or getattr(data, "pos", None) is None:
             raise ValueError("data needs `pos` [N, 3] and `z` [N] (atomic numbers)")
-        pos = data.pos
-        batch = batch_of(data, pos)
-        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        cell = getattr(data, "cell", None)
+        pos, cell = data.pos, getattr(data, "cell", None)
         if cell is not None:
             cell = cell.to(pos.dtype).reshape(-1, 3, 3)
         compute_stress = (cell is not None) if compute_stress is None else compute_stress
         if compute_stress and cell is None:
             raise ValueError("stress needs a cell: set data.cell [B, 3, 3]")
+        batch = batch_of(data, pos)
+        num_graphs = num_graphs_of(data, batch)
+        if self._use_compiled(data, compute_forces, compute_stress, cell):
+            atomic, forces = self._compiled(pos, data.z, batch, data.edge_index)
+            energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
+            return {"energy": energy, "forces": forces}
+        return self._autograd_forward(data, pos, cell, batch, num_graphs, compute_forces,
+                                      compute_stress)  # fmt: skip
+
+    def _use_compiled(self, data, compute_forces, compute_stress, cell) -> bool:
+        edges = getattr(data, "edge_index", None)
+        plain = cell is None and not compute_stress and edges is not None
+        return self._compiled is not None and self.training and compute_forces and plain
+
+    def _autograd_forward(
+        self, data, pos, cell, batch, num_graphs, compute_forces, compute_stress
+    ) -> dict[str, Tensor]:
         leaves = []
         if compute_forces or compute_stress:
             if not pos.requires_grad:
@@ -125,7 +246,7 @@ class AtomisticModel(nn.Module):
             pos = pos + torch.einsum("ni,nij->nj", pos, symmetric[batch])
             cell = cell + torch.bmm(cell, symmetric)
             leaves.append(strain)
-        atomic = self.atomic_energies(data, pos, cell)
+        atomic = self.atomic_energies(self.atomic_graph(data, pos, cell))
         energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
         out = {"energy": energy}
         if leaves:
@@ -142,6 +263,16 @@ class AtomisticModel(nn.Module):
                 volume = torch.linalg.det(cell).abs()
                 out["stress"] = grads[-1] / volume[:, None, None]
         return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def upgrade_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Rename the keys of a state dict written by an earlier layout of the model
+        (subclasses override; the default changes nothing)."""
+        return state_dict
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """``nn.Module.load_state_dict`` after :meth:`upgrade_state_dict`."""
+        return super().load_state_dict(self.upgrade_state_dict(dict(state_dict)), strict, assign)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())

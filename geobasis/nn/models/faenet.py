@@ -26,7 +26,7 @@ Design", ICLR 2022.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +34,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
 from geobasis.frames import FrameAveraging
-from geobasis.graph import radius_graph
-from geobasis.nn.models.atomistic import NUM_ELEMENTS, AtomisticModel, batch_of
+from geobasis.nn.models.atomistic import NUM_ELEMENTS, AtomicGraph, AtomisticModel
 from geobasis.radial import BesselBasis, PolynomialEnvelope
 
 __all__ = ["CartesianMPNN", "FAENet", "FRAME_MODES"]
@@ -92,16 +91,26 @@ class FAENet(AtomisticModel):
     :class:`~geobasis.nn.Potential` (``model(data)`` -> ``energy``, ``forces``).
 
     Args:
-        channels, num_layers, cutoff, num_radial, avg_num_neighbors: of the network.
-        group: ``"O3"`` (8 frames; invariant to reflections too) or ``"SO3"`` (4 frames).
+        channels: width of the network.
+        num_layers: message-passing layers.
+        cutoff: radial cutoff in Å.
+        num_radial: Bessel functions of the radial basis.
+        group: frames of ``"O3"`` (8 frames; invariant to reflections too) or ``"SO3"``
+            (4 frames).
         frames: ``"stochastic"`` (one random frame per molecule and training step, as
-            FAENet trains) or ``"full"`` (every frame in training too).  Evaluation
-            always averages over every frame, so predictions are exactly invariant.
+            FAENet trains) or ``"full"`` (every frame in training too); evaluation always
+            averages over every frame, so predictions are exactly invariant.
+        avg_num_neighbors: normalisation of the neighbour sums (the trainer sets it from
+            the training data).
     """
+
+    name: ClassVar[str] = "faenet"
+    option_choices: ClassVar[dict[str, tuple]] = {"group": ("O3", "SO3"), "frames": FRAME_MODES}
+    supports_compile: ClassVar[bool] = False  # frames come from eigh: not traceable
 
     def __init__(
         self,
-        channels: int = 64,
+        channels: int = 32,
         num_layers: int = 3,
         cutoff: float = 5.0,
         num_radial: int = 8,
@@ -110,18 +119,7 @@ class FAENet(AtomisticModel):
         avg_num_neighbors: float = 10.0,
     ) -> None:
         super().__init__()
-        if frames not in FRAME_MODES:
-            raise ValueError(f"frames must be one of {FRAME_MODES}, got {frames!r}")
-        self.config: dict[str, Any] = {
-            "model": "faenet",
-            "channels": channels,
-            "num_layers": num_layers,
-            "cutoff": cutoff,
-            "num_radial": num_radial,
-            "group": group,
-            "frames": frames,
-            "avg_num_neighbors": avg_num_neighbors,
-        }
+        self.record_options(locals())
         self.cutoff = float(cutoff)
         self.frames = frames
         self.network = CartesianMPNN(channels, num_layers, cutoff, num_radial, avg_num_neighbors)
@@ -131,16 +129,11 @@ class FAENet(AtomisticModel):
             outputs={"atomic_energy": {"kind": "invariant", "level": "node"}},
         )
 
-    def atomic_energies(self, data, pos: Tensor, cell: Tensor | None) -> Tensor:
-        if cell is not None:
+    def node_energies(self, graph: AtomicGraph) -> Tensor:
+        """``[N]`` frame-averaged unit-scale atomic energies (molecules only)."""
+        if graph.cell is not None:
             raise ValueError("FAENet (frame averaging) does not support periodic cells")
-        batch = batch_of(data, pos)
-        edge_index = getattr(data, "edge_index", None)
-        if edge_index is None:
-            edge_index = radius_graph(pos.detach(), self.cutoff, batch)
-        z = data.z.long()
-        view = Data(pos=pos, z=z, batch=batch, edge_index=edge_index)
+        view = Data(pos=graph.pos, z=graph.z, batch=graph.batch, edge_index=graph.edge_index)
         stochastic = self.training and self.frames == "stochastic"
         self.averaging.mode = "stochastic" if stochastic else "full"
-        energies = self.averaging(view)["atomic_energy"] * self.energy_scale
-        return energies + self.reference_energies.to(energies.dtype)[z]
+        return self.averaging(view)["atomic_energy"]

@@ -74,7 +74,7 @@ def test_forces_are_conservative_and_training_samples_frames():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="frames must be"):
+    with pytest.raises(ValueError, match="frames: must be"):
         FAENet(frames="some")
     data = _molecules()
     data.cell = torch.eye(3)[None].repeat(2, 1, 1) * 10

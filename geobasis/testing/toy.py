@@ -9,6 +9,8 @@ from geobasis.graph import edge_vectors, radius_graph
 from geobasis.o3 import spherical_harmonics
 from geobasis.radial import BesselBasis, PolynomialEnvelope
 
+__all__ = ["ToyPotential"]
+
 
 class ToyPotential(nn.Module):
     r"""One message-passing step, :math:`h_i = \sum_j R(r_{ij}) Y(\hat r_{ij})`, energy

@@ -70,13 +70,14 @@ def _sh_high_degree() -> float:
 
 def _clebsch_gordan() -> float:
     from geobasis.o3 import clebsch_gordan, random_rotation, wigner_D
+    from geobasis.o3.layout import degree_slice
 
     R = random_rotation(dtype=torch.float64, generator=_gen(3))
     D = wigner_D(4, R)
     err = 0.0
     for l1, l2, l3 in [(1, 1, 1), (2, 2, 3), (2, 3, 4), (3, 3, 2)]:
         C = clebsch_gordan(l1, l2, l3, dtype=torch.float64)
-        d1, d2, d3 = (D[l * l : (l + 1) ** 2, l * l : (l + 1) ** 2] for l in (l1, l2, l3))
+        d1, d2, d3 = (D[degree_slice(l), degree_slice(l)] for l in (l1, l2, l3))
         # sum_ab C_abc (D1 x)_a (D2 y)_b = (D3 sum_ab C_ab. x_a y_b)_c for all x, y
         lhs = torch.einsum("ai,bj,abk->ijk", d1, d2, C)
         rhs = torch.einsum("ck,ijk->ijc", d3, C)
@@ -202,7 +203,7 @@ def _toy_model_equivariance() -> float:
     from torch_geometric.data import Batch, Data
 
     from geobasis.testing import check_equivariance
-    from geobasis.testing._toy import ToyPotential
+    from geobasis.testing.toy import ToyPotential
 
     gen = _gen(6)
     batch = Batch.from_data_list(

@@ -1,0 +1,318 @@
+"""A training run end to end: run folder and resume, data, model, epochs, test report.
+
+``train(config)`` is what ``geobasis train`` runs.  It is a sequence of small steps, each a
+function here: :func:`open_run` (the run folder, or the checkpoint a resumed run continues
+from), :func:`load_training_data` (dataset, splits, radius graphs, through
+:mod:`geobasis.data`), :func:`build_for_data` (the model, with reference energies and
+neighbour count fitted on the training split), the epoch loop of a
+:class:`~geobasis.train.Trainer`, and :func:`write_test_report`.  The run folder holds
+``config.yaml``, ``splits.json``, ``metrics.csv``, ``last.pt``, ``best.pt`` (one checkpoint
+layout), ``test_metrics.json`` and the plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.data import Batch
+
+from geobasis.data import Splits, load_dataset, prepare, split
+from geobasis.nn import AtomisticModel, build_model, load_model
+from geobasis.serialization import load_checkpoint, save_checkpoint
+from geobasis.train.config import TrainConfig
+from geobasis.train.trainer import Trainer
+
+__all__ = [
+    "train",
+    "open_run",
+    "load_training_data",
+    "test_structures",
+    "build_for_data",
+    "TrainingData",
+]
+
+METRIC_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_energy_mae_meV",
+    "val_force_mae_meV_per_A",
+    "seconds",
+]
+
+
+def _distributed() -> tuple[int, int, bool]:
+    """``(rank, world size, whether this call created the process group)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    created = False
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        created = True
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world, created
+
+
+def _check_device(device: str) -> torch.device:
+    from geobasis.typing import WITH_CUDA
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device: {device!r} is not a torch device ({error})") from None
+    if parsed.type == "cuda" and not WITH_CUDA:
+        raise ValueError(
+            f"device: {device!r} but this torch sees no CUDA device; use --device cpu or "
+            "install a CUDA build of torch"
+        )
+    return parsed
+
+
+def open_run(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict | None]:
+    """``(config, run folder, checkpoint to resume from or None)``.
+
+    A resumed run continues with the config it was started with (only ``max_minutes`` is
+    taken from ``config``); a new run refuses a folder that already holds one.
+    """
+    name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
+    run_dir = Path(config.runs_dir) / name
+    last = run_dir / "last.pt"
+    if not resume:
+        if last.exists():
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume or another --name")
+        config.name = name
+        return config, run_dir, None
+    if not last.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint {last}; start the run without it")
+    state = load_checkpoint(last)
+    for stale in run_dir.glob(".*.tmp"):  # a write cut short by a kill: never renamed
+        stale.unlink(missing_ok=True)
+    config = TrainConfig.from_dict({**state["config"], "max_minutes": config.max_minutes})
+    config.name = name
+    return config, run_dir, state
+
+
+@dataclass
+class TrainingData:
+    """Prepared (graphs, model dtype) training, validation and test structures."""
+
+    train: list
+    val: list
+    test: list
+    splits: Splits
+
+
+def load_training_data(
+    config: TrainConfig, dtype: torch.dtype, progress: bool = True
+) -> TrainingData:
+    """The dataset of ``config`` split and prepared with the model's cutoff."""
+    structures = load_dataset(config.data, config.num_frames, config.seed, progress)
+    test_source = structures
+    if config.test_data:
+        test_source = load_dataset(config.test_data, config.num_frames, config.seed, progress)
+    splits = split(
+        len(structures),
+        config.train_size,
+        config.val_size,
+        config.test_size,
+        config.seed,
+        num_test=len(test_source) if config.test_data else None,
+    )
+    cutoff = config.model_option("cutoff")
+
+    def pick(source: list, index: torch.Tensor) -> list:
+        return prepare([source[i] for i in index.tolist()], cutoff, dtype)
+
+    return TrainingData(
+        pick(structures, splits.train),
+        pick(structures, splits.val),
+        pick(test_source, splits.test),
+        splits,
+    )
+
+
+def test_structures(config: TrainConfig, progress: bool = True) -> list:
+    """The test split of a run's ``config`` (unprepared): the same structures training
+    tested on, drawn again from the same seed."""
+    source = config.test_data or config.data
+    structures = load_dataset(source, config.num_frames, config.seed, progress)
+    if config.test_data:
+        count = config.test_size if isinstance(config.test_size, int) else len(structures)
+        return structures[:count]
+    splits = split(
+        len(structures), config.train_size, config.val_size, config.test_size, config.seed
+    )
+    return [structures[i] for i in splits.test.tolist()]
+
+
+def build_for_data(config: TrainConfig, data: TrainingData) -> tuple[AtomisticModel, float]:
+    """The model of ``config``, its neighbour normalisation and reference energies fitted on
+    the training split; returns ``(model, loss scale)``."""
+    seen = set(torch.cat([d.z for d in data.train]).tolist())
+    unseen = set(torch.cat([d.z for d in data.val + data.test]).tolist()) - seen
+    if unseen:
+        warnings.warn(
+            f"elements {sorted(unseen)} occur in the validation/test split but not in the "
+            "training split: their reference energies are unknown (zero)",
+            stacklevel=2,
+        )
+    edges = sum(d.edge_index.shape[1] for d in data.train)
+    neighbours = max(edges / sum(d.num_nodes for d in data.train), 1.0)
+    model = build_model(config.model, **{"avg_num_neighbors": neighbours, **config.model_options})
+    everything = Batch.from_data_list(data.train)
+    model.fit_reference_energies(everything.z, everything.batch, everything.energy)
+    if getattr(everything, "forces", None) is not None:
+        scale = float(everything.forces.square().mean().sqrt().clamp(min=1e-6))
+    else:  # energies only: the per-atom residual scale of the reference-energy fit
+        scale = float(model.energy_scale)
+    return model, scale
+
+
+class MetricsLog:
+    """``metrics.csv``: one row per epoch; a resumed run drops rows past its checkpoint."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+
+    def truncate(self, epochs_done: int) -> None:
+        if not self.enabled or not self.path.exists():
+            return
+        rows = []
+        with open(self.path, newline="") as file:
+            for row in csv.DictReader(file):
+                try:  # a row cut short by a kill is dropped
+                    if int(row["epoch"]) <= epochs_done and None not in row.values():
+                        rows.append(row)
+                except (TypeError, ValueError):
+                    continue
+        self._write(rows, "w")
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self.enabled:
+            self._write([row], "a")
+
+    def _write(self, rows: list[dict], mode: str) -> None:
+        header = mode == "w" or not self.path.exists()
+        with open(self.path, mode, newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=METRIC_FIELDS)
+            if header:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def _epoch_row(trainer: Trainer, loss: float, val: dict, seconds: float) -> dict[str, Any]:
+    return {
+        "epoch": trainer.epoch,
+        "step": trainer.global_step,
+        "lr": trainer.scheduler.get_last_lr()[0],
+        "train_loss": loss,
+        "val_loss": val["val_loss"],
+        "val_energy_mae_meV": val.get("energy_mae_meV", math.nan),
+        "val_force_mae_meV_per_A": val.get("force_mae_meV_per_A", math.nan),
+        "seconds": seconds,
+    }
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    print(
+        f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  val E "
+        f"{row['val_energy_mae_meV']:.1f} meV  F {row['val_force_mae_meV_per_A']:.1f} meV/Å  "
+        f"({row['seconds']:.0f} s)"
+    )
+
+
+def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bool) -> None:
+    """The epoch loop: train, validate, keep the best, log, checkpoint; stops after
+    ``max_minutes`` (finishing cleanly)."""
+    config, main_rank = trainer.config, trainer.rank == 0
+    log = MetricsLog(run_dir / "metrics.csv", enabled=main_rank)
+    log.truncate(trainer.epoch)
+    started = time.perf_counter()
+
+    def save(name: str) -> None:
+        if main_rank:
+            save_checkpoint(trainer.state_dict(), run_dir / name)
+
+    def after_step() -> bool:
+        every = config.checkpoint_every
+        if every and trainer.step_in_epoch % every == 0:
+            save("last.pt")
+        return bool(config.max_minutes) and time.perf_counter() - started > 60 * config.max_minutes
+
+    while trainer.epoch < config.epochs:
+        loss, stopped = trainer.train_epoch(data.train, after_step, progress and main_rank)
+        val = trainer.validate(data.val)
+        if val["improved"]:
+            save("best.pt")
+        row = _epoch_row(trainer, loss, val, time.perf_counter() - started)
+        log.append(row)
+        if progress and main_rank:
+            _print_row(row)
+        save("last.pt")
+        if stopped:
+            break
+
+
+def write_test_report(
+    trainer: Trainer, data: TrainingData, run_dir: Path, checksums: list[float], seconds: float
+) -> dict[str, Any]:
+    """Test metrics of ``best.pt``: ``test_metrics.json``, learning curve and parity plot."""
+    best = load_model(run_dir / "best.pt").to(trainer.device)
+    metrics, predictions = trainer.test_report(data.test, best)
+    report = {
+        **metrics,
+        "epochs": trainer.epoch,
+        "wall_seconds": seconds,
+        "world_size": trainer.world,
+        "parameter_checksums": checksums,
+    }
+    (run_dir / "test_metrics.json").write_text(json.dumps(report, indent=2))
+    try:
+        from geobasis.train.plots import learning_curve, parity_plot
+
+        learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png")
+        parity_plot(predictions, run_dir / "parity.png")
+    except ImportError:  # matplotlib is optional
+        pass
+    return report
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the test metrics (rank 0, ``{}`` elsewhere)."""
+    rank, world, created_group = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    config, run_dir, state = open_run(config, resume)
+    device = _check_device(config.device)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    data = load_training_data(config, torch.get_default_dtype(), progress)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+        (run_dir / "splits.json").write_text(json.dumps(data.splits.to_dict()))
+    model, scale = build_for_data(config, data)
+    steps_per_epoch = math.ceil(len(data.train) / (config.batch_size * world))
+    trainer = Trainer(model.to(device), config, scale, steps_per_epoch, rank, world)
+    if state is not None:
+        trainer.load_state_dict(state)
+    run_epochs(trainer, data, run_dir, progress)
+    checksums = trainer.parameter_checksums()
+    if world > 1:
+        torch.distributed.barrier()
+        if created_group:  # no collective follows: close it on every rank before exiting
+            torch.distributed.destroy_process_group()
+    if rank != 0:
+        return {}
+    return write_test_report(trainer, data, run_dir, checksums, time.perf_counter() - started)
