@@ -190,7 +190,8 @@ def _int_or_float(text: str) -> int | float:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``geobasis`` argument parser (the docs' command lines are checked against it)."""
     parser = argparse.ArgumentParser(
         prog="geobasis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -228,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("--report", help="write the energies and drift as JSON")
     md.add_argument("--quiet", action="store_true")
     md.set_defaults(func=_md)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``geobasis`` command; user errors print one line and return 2."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, OSError) as error:  # a user's mistake: one line, no traceback

@@ -77,3 +77,38 @@ def test_functions_are_short():
 def test_the_map_names_the_public_homes(module):
     text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     assert module.split(".")[-1] + ".py" in text
+
+
+# modules that own no parameters (constant tables only): nothing to reset
+PARAMETER_FREE = {
+    "SphericalHarmonics", "S2Grid", "LaplacianPE", "SphericalBesselBasis",
+    "_IntervalBasis", "ChebyshevBasis", "FourierBasis", "BSplineBasis", "PolynomialEnvelope",
+    "CosineCutoff",
+}  # fmt: skip
+
+
+def test_every_module_with_parameters_can_reset_them():
+    """PyG's layer contract: ``reset_parameters()`` on everything that learns."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import torch
+
+    import geobasis
+
+    missing = []
+    for info in pkgutil.walk_packages(geobasis.__path__, "geobasis."):
+        if info.name.endswith("pytest_plugin"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, torch.nn.Module)
+                and obj.__module__ == module.__name__
+                and not hasattr(obj, "reset_parameters")
+                and name not in PARAMETER_FREE
+            ):
+                missing.append(f"{info.name}.{name}")
+    assert not missing, missing

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
+from torch_geometric.nn.inits import reset
 from torch_geometric.utils import scatter
 
 from geobasis.frames.pca import GROUPS, Frames, expand_groups, pca_frames
@@ -109,6 +110,11 @@ class FrameAveraging(nn.Module):
             tol=self.tol,
             extent_tol=self.extent_tol,
         )
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule's parameters (PyG's ``reset``)."""
+        for child in self.children():
+            reset(child)
 
     def forward(self, data) -> dict[str, Tensor] | Tensor:
         if getattr(data, "pos", None) is None:

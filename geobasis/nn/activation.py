@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from geobasis.o3 import S2Grid
-from geobasis.o3.layout import check_spherical, degree_slice
+from geobasis.o3.layout import check_spherical, degree_slice, num_components
 
 __all__ = ["Gate", "S2Activation", "NONLINEARITIES", "make_nonlinearity"]
 
@@ -104,9 +104,9 @@ class S2Activation(nn.Module):
         """No parameters (PyG's layer contract)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 2 or x.shape[-2] != (self.lmax + 1) ** 2:
+        if x.dim() < 2 or x.shape[-2] != num_components(self.lmax):
             raise ValueError(
-                f"S2Activation: expected x of shape [..., {(self.lmax + 1) ** 2}, C], "
+                f"S2Activation: expected x of shape [..., {num_components(self.lmax)}, C], "
                 f"got {tuple(x.shape)}"
             )
         return self.grid.from_grid(self.activation(self.grid.to_grid(x)))

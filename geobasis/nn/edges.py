@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor, nn
+from torch_geometric.nn.inits import reset
 
 from geobasis.graph import edge_vectors
 from geobasis.o3 import SphericalHarmonics
@@ -77,6 +78,11 @@ class EdgeEmbedding(nn.Module):
         self.harmonics = SphericalHarmonics(lmax, normalization="component")
         self.radial_basis = BesselBasis(num_radial, cutoff)
         self.envelope = PolynomialEnvelope(cutoff)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule's parameters (PyG's ``reset``)."""
+        for child in self.children():
+            reset(child)
 
     def forward(
         self,

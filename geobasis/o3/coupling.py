@@ -186,14 +186,13 @@ def gaunt(
 def gaunt_factor(l1: int, l2: int, l3: int) -> float:
     r"""The scalar :math:`g` with ``gaunt(l1, l2, l3) == g * clebsch_gordan(l1, l2, l3)``.
 
-        .. math::
+    .. math::
 
-            g = (-1)^{(l_1+l_2-l_3)/2} \sqrt{rac{(2l_1+1)(2l_2+1)}{4\pi(2l_3+1)}}\,
-            \langle l_1 0\, l_2 0 | l_3 0
-    angle
+        g = (-1)^{(l_1+l_2-l_3)/2} \sqrt{\frac{(2l_1+1)(2l_2+1)}{4\pi(2l_3+1)}}\,
+        \langle l_1 0\, l_2 0 | l_3 0 \rangle
 
-        for even :math:`l_1+l_2+l_3` inside the triangle, else 0.  These are the path weights
-        that turn a Clebsch–Gordan product into a Gaunt product.
+    for even :math:`l_1+l_2+l_3` inside the triangle, else 0.  These are the path weights
+    that turn a Clebsch–Gordan product into a Gaunt product.
     """
     _check_triplet(l1, l2, l3)
     if not _triangle(l1, l2, l3) or (l1 + l2 + l3) % 2:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from geobasis.o3._spherical_harmonics import spherical_harmonics
-from geobasis.o3.layout import check_lmax
+from geobasis.o3.layout import check_lmax, num_components
 
 __all__ = ["S2Grid", "s2_grid", "to_grid", "from_grid"]
 
@@ -60,8 +60,8 @@ class S2Grid(nn.Module):
             trip exact).
         res_alpha: azimuths (default ``2 lmax + 1``).
 
-    Attributes:
-        points ``[G, 3]``, weights ``[G]``, harmonics ``[G, (lmax+1)**2]`` (orthonormal).
+    Buffers: ``points [G, 3]``, ``weights [G]`` and ``harmonics [G, (lmax+1)**2]``
+    (orthonormal).
 
     Shapes: :meth:`to_grid` maps ``[..., (lmax+1)**2, C]`` to ``[..., G, C]`` and
     :meth:`from_grid` maps back; ``G = res_beta * res_alpha``.
@@ -90,7 +90,7 @@ class S2Grid(nn.Module):
 
     def to_grid(self, x: Tensor) -> Tensor:
         """Evaluate ``x [..., (lmax+1)**2, C]`` at the grid points: ``[..., G, C]``."""
-        self._check(x, (self.lmax + 1) ** 2, "x")
+        self._check(x, num_components(self.lmax), "x")
         return torch.matmul(self.harmonics.to(x.dtype), x)
 
     def from_grid(self, f: Tensor) -> Tensor:

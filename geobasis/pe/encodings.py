@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.inits import reset
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import scatter, to_dense_adj, to_dense_batch
 
@@ -208,6 +209,12 @@ class _NodeGIN(nn.Module):
         self.mlps = nn.ModuleList(_mlp([channels, channels, channels], True) for _ in range(layers))
         self.eps = nn.Parameter(torch.zeros(layers))
 
+    def reset_parameters(self) -> None:
+        """Re-initialise the MLPs; the GIN ``eps`` start at zero."""
+        for child in self.children():
+            reset(child)
+        nn.init.zeros_(self.eps)
+
     def forward(self, h: Tensor, edge_index: Tensor) -> Tensor:
         src, dst = edge_index
         for k, mlp in enumerate(self.mlps):
@@ -231,6 +238,11 @@ class SignNet(nn.Module):
         self.lift = nn.Linear(2, hidden)
         self.phi = _NodeGIN(hidden, phi_layers)
         self.rho = _mlp([k * hidden, out_channels, out_channels])
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule's parameters (PyG's ``reset``)."""
+        for child in self.children():
+            reset(child)
 
     def forward(self, eigvecs, eigvals, eigmask, edge_index, batch=None) -> Tensor:
         if batch is None:
@@ -285,6 +297,12 @@ class SPE(nn.Module):
         )
         self.eps = nn.Parameter(torch.zeros(rho_layers))
         self.out = nn.Linear(rho_hidden, out_channels)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the MLPs; the GIN ``eps`` start at zero."""
+        for child in self.children():
+            reset(child)
+        nn.init.zeros_(self.eps)
 
     def filters(self, eigvals: Tensor, eigmask: Tensor) -> Tensor:
         r"""``[B, K, m]``: :math:`\phi_l(\lambda_k)`, zero for masked pairs."""

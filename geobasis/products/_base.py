@@ -137,9 +137,15 @@ class EquivariantProduct(nn.Module):
             return
         self.weight_shape = (num_weights, self.channels)
         if self.weight_mode == "internal":
-            self.weight = nn.Parameter(torch.randn(num_weights, self.channels))
+            self.weight = nn.Parameter(torch.empty(num_weights, self.channels))
+            self.reset_parameters()
         else:
             self.weight = None
+
+    def reset_parameters(self) -> None:
+        """Internal weights standard normal (no-op for other weight modes)."""
+        if self.weight is not None:
+            nn.init.normal_(self.weight)
 
     @property
     def weight_numel(self) -> int:

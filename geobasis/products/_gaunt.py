@@ -23,7 +23,7 @@ the output.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from geobasis.o3.coupling import coupling_paths, gaunt_factor
 from geobasis.o3.layout import degree_index
@@ -45,15 +45,17 @@ class GauntProduct(EquivariantProduct):
     ) -> None:
         super().__init__(lmax1, lmax2, lmax_out, channels, weights)
         self._init_weights(lmax1 + lmax2 + lmax_out + 3)
-        if self.weight is not None:
-            with torch.no_grad():  # degree weights start at one: the plain product
-                self.weight.fill_(1.0)
         # per-component positions of the degree weights inside the weight vector
         self.register_buffer("_index1", degree_index(lmax1), persistent=False)
         self.register_buffer("_index2", degree_index(lmax2) + lmax1 + 1, persistent=False)
         self.register_buffer(
             "_index_out", degree_index(lmax_out) + lmax1 + lmax2 + 2, persistent=False
         )
+
+    def reset_parameters(self) -> None:
+        """Internal degree weights start at one: the plain (pointwise) product."""
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
 
     def split_weight(self, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-component weights ``[B, D1, C]``, ``[B, D2, C]``, ``[B, D_out, C]``."""

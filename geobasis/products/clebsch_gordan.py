@@ -248,7 +248,7 @@ class ClebschGordanProduct(EquivariantProduct):
                     l = self.paths[p][2]
                     # [2l2+1, 2l+1, 2l1+1]
                     blocks.append(coupling[p].permute(1, 2, 0) * norms[p])
-                    targets += range(l * l, (l + 1) ** 2)
+                    targets += range(degree_slice(l).start, degree_slice(l).stop)
                     seg_path += [p] * (2 * l + 1)
                 table = torch.cat(blocks, dim=1)  # [2l2+1, R, 2l1+1]
                 table = table.reshape(-1, 2 * l1 + 1)
@@ -402,7 +402,7 @@ class ClebschGordanProduct(EquivariantProduct):
         for n_group, group in enumerate(self._groups):
             l = group[0]
             table = self._table(group, weight is not None)
-            g = grad[:, l * l : (l + 1) ** 2]  # [B, 2l+1, C], strided: bmm takes it as is
+            g = grad[:, degree_slice(l)]  # [B, 2l+1, C], strided: bmm takes it as is
             if kept is not None:
                 coupled = kept[n_group]
             else:

@@ -75,6 +75,12 @@ class BesselBasis(nn.Module):
             self.register_buffer("frequencies", freq)
         self.prefactor = math.sqrt(2.0 / self.cutoff)
 
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Frequencies back to :math:`n\\pi/c`."""
+        n = torch.arange(1, self.num_basis + 1, dtype=torch.float64)
+        self.frequencies.copy_(n * math.pi / self.cutoff)
+
     def forward(self, r: Tensor) -> Tensor:
         freq = self.frequencies.to(r.dtype)
         return self.prefactor * freq * torch.sinc(r.unsqueeze(-1) * freq / math.pi)
@@ -175,6 +181,13 @@ class GaussianBasis(nn.Module):
         else:
             self.register_buffer("centres", centres)
             self.register_buffer("width", sigma)
+        self._initial = (centres, sigma)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Centres and width back to their initial (evenly spaced) values."""
+        self.centres.copy_(self._initial[0])
+        self.width.copy_(self._initial[1])
 
     def forward(self, r: Tensor) -> Tensor:
         diff = r.unsqueeze(-1) - self.centres.to(r.dtype)

@@ -12,20 +12,20 @@ For a batch, every graph gets its own independent element, so a model that leaks
 information between graphs is caught too.  Inputs and outputs are transformed by their
 *kind*:
 
-================  ==========================================================
-kind              transformation
-================  ==========================================================
-``"invariant"``   unchanged (reordered with the nodes / edges it belongs to)
-``"position"``    :math:`R x + t`
-``"vector"``      :math:`R v` (forces, velocities, dipoles)
-``"pseudovector"`` :math:`\det(R)\, R v` (angular momenta, cross products)
-``"forces"``      a vector; if the model does not return it, it is computed as
-                  :math:`-\partial E / \partial x` by autograd from the energy output
-``L`` (int)       spherical-channel tensor ``[..., (L+1)**2, C]``: :math:`D(R)`
-``"pseudo:L"``    spherical-channel tensor of pseudotensor parity
-``"cell"``        lattice vectors as rows ``[B, 3, 3]``: rows rotate
-``"index"``       node indices (``edge_index``): renumbered under permutations
-================  ==========================================================
+==================  ==========================================================
+kind                transformation
+==================  ==========================================================
+``"invariant"``     unchanged (reordered with the nodes / edges it belongs to)
+``"position"``      :math:`R x + t`
+``"vector"``        :math:`R v` (forces, velocities, dipoles)
+``"pseudovector"``  :math:`\det(R)\, R v` (angular momenta, cross products)
+``"forces"``        a vector; if the model does not return it, it is computed as
+                    :math:`-\partial E / \partial x` by autograd from the energy output
+``L`` (int)         spherical-channel tensor ``[..., (L+1)**2, C]``: :math:`D(R)`
+``"pseudo:L"``      spherical-channel tensor of pseudotensor parity
+``"cell"``          lattice vectors as rows ``[B, 3, 3]``: rows rotate
+``"index"``         node indices (``edge_index``): renumbered under permutations
+==================  ==========================================================
 
 Each kind may also be given as ``{"kind": ..., "level": "node" | "edge" | "graph"}``;
 otherwise the level is read from the leading dimension.  Everything runs in float64 on

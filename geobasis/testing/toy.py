@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.inits import reset
 
 from geobasis.graph import edge_vectors, radius_graph
 from geobasis.o3 import spherical_harmonics
@@ -29,6 +30,11 @@ class ToyPotential(nn.Module):
         self.envelope = PolynomialEnvelope(cutoff)
         self.mix = nn.Linear(6, channels)
         self.embed = nn.Embedding(num_elements, channels)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule's parameters (PyG's ``reset``)."""
+        for child in self.children():
+            reset(child)
 
     def forward(self, data) -> dict[str, Tensor]:
         pos, batch = data.pos, data.batch

@@ -129,3 +129,29 @@ def test_every_layer_resets_its_parameters():
         norm.scale.mul_(3)
     norm.reset_parameters()
     assert torch.equal(norm.scale, torch.ones_like(norm.scale))
+
+
+def test_products_and_trainable_bases_reset_to_their_initial_values():
+    from geobasis.pe import SPE
+    from geobasis.products import ClebschGordanProduct, GauntGridProduct
+    from geobasis.radial import BesselBasis, GaussianBasis
+
+    gaunt = GauntGridProduct(1, 1, 1, 2)
+    bessel = BesselBasis(4, 3.0, trainable=True)
+    gaussian = GaussianBasis(5, 3.0, trainable=True)
+    spe = SPE(4)
+    expected = [p.detach().clone() for m in (gaunt, bessel, gaussian) for p in m.parameters()]
+    with torch.no_grad():
+        for module in (gaunt, bessel, gaussian, spe):
+            for p in module.parameters():
+                p.add_(1.0)
+    for module in (gaunt, bessel, gaussian, spe):
+        module.reset_parameters()
+    restored = [p for m in (gaunt, bessel, gaussian) for p in m.parameters()]
+    for a, b in zip(expected, restored, strict=True):
+        assert torch.allclose(a, b)
+    assert torch.equal(spe.eps, torch.zeros_like(spe.eps))
+    cg = ClebschGordanProduct(1, 1, 1, 2)
+    before = cg.weight.detach().clone()
+    cg.reset_parameters()
+    assert not torch.equal(before, cg.weight)

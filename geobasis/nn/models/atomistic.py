@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.inits import reset
 from torch_geometric.utils import scatter
 
 from geobasis.graph import radius_graph
@@ -120,9 +121,8 @@ class AtomisticModel(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise every submodule that can be (PyG's contract); reference energies
         and scale are kept (they are fitted, not learned)."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        for child in self.children():
+            reset(child)
 
     # ------------------------------------------------------------------ energies
     def node_energies(self, graph: AtomicGraph) -> Tensor:

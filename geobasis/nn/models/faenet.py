@@ -31,6 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
+from torch_geometric.nn.inits import reset
 from torch_geometric.utils import scatter
 
 from geobasis.frames import FrameAveraging
@@ -72,6 +73,11 @@ class CartesianMPNN(nn.Module):
         self.sources = nn.ModuleList(nn.Linear(channels, channels, bias=False) for _ in layers)
         self.updates = nn.ModuleList(_mlp(channels, channels, channels) for _ in layers)
         self.readout = _mlp(channels, channels, 1)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule's parameters (PyG's ``reset``)."""
+        for child in self.children():
+            reset(child)
 
     def forward(self, data) -> dict[str, Tensor]:
         pos, (src, dst) = data.pos, data.edge_index

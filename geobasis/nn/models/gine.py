@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_add_pool
+from torch_geometric.nn.inits import reset
 
 from geobasis.nn.models.atomistic import NUM_ELEMENTS
 from geobasis.pe import SPE, LaplacianPE, SignNet
@@ -111,6 +112,11 @@ class GINERegressor(nn.Module):
         if self.pe_name in ("signnet", "spe"):
             return self.encoder(data.eigvecs, data.eigvals, data.eigmask, data.edge_index, batch)
         return None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every submodule's parameters (PyG's ``reset``)."""
+        for child in self.children():
+            reset(child)
 
     def forward(self, data) -> Tensor:
         h = self.embedding(data.z.long())
