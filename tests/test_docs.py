@@ -59,7 +59,8 @@ def test_api_reference_covers_every_public_module():
     missing = [
         info.name
         for info in pkgutil.walk_packages(geobasis.__path__, "geobasis.")
-        if not info.ispkg and not any(part.startswith("_") for part in info.name.split("."))
+        if not info.ispkg
+        and not any(part.startswith("_") for part in info.name.split("."))
         and info.name.split(".")[-1] != "pytest_plugin"
         and f"automodule:: {info.name}\n" not in pages
     ]
