@@ -7,6 +7,7 @@ energy-conserving to the integrator's accuracy.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ class GeoBasisCalculator(Calculator):
             from geobasis.nn import load_model
 
             model = load_model(checkpoint)
+        else:  # the caller's model stays as it is (dtype, device, mode)
+            model = copy.deepcopy(model)
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
 
@@ -58,6 +61,7 @@ class GeoBasisCalculator(Calculator):
         self.results = {
             "energy": energy,
             "free_energy": energy,
+            "energies": self._atomic_energies(data),
             "forces": out["forces"].detach().cpu().numpy().astype(np.float64),
         }
         if periodic:
@@ -65,3 +69,11 @@ class GeoBasisCalculator(Calculator):
 
             stress = out["stress"].detach()[0].cpu().numpy().astype(np.float64)
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+
+    @torch.no_grad()
+    def _atomic_energies(self, data: Data) -> np.ndarray:
+        """``[N]`` per-atom energies (reference energies included); they sum to the energy."""
+        pos = data.pos
+        cell = None if getattr(data, "cell", None) is None else data.cell.reshape(-1, 3, 3)
+        graph = self.model.atomic_graph(data, pos, cell)
+        return self.model.atomic_energies(graph).cpu().numpy().astype(np.float64)

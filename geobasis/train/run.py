@@ -18,6 +18,8 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,11 @@ from geobasis.nn import AtomisticModel, build_model, load_model
 from geobasis.serialization import load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
 from geobasis.train.trainer import Trainer
+
+try:  # POSIX file locks; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "train",
@@ -288,11 +295,28 @@ def write_test_report(
     return report
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the test metrics (rank 0, ``{}`` elsewhere)."""
-    rank, world, created_group = _distributed()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+@contextmanager
+def run_lock(run_dir: Path, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir/.lock`` for the whole run: a second process
+    training (or resuming) into the same folder is refused instead of mixing its files in.
+    The lock goes with the process (a killed run leaves nothing to clean up)."""
+    if not enabled or fcntl is None:  # other ranks of one run; or no POSIX locks
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FileExistsError(
+                f"{run_dir} is being written by another process (it holds {run_dir}/.lock); "
+                "wait for it to finish or choose another --name"
+            ) from None
+        yield
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool, rank: int, world: int) -> tuple:
+    """The run inside its lock: ``(trainer, data, run folder, seconds so far)``."""
     config, run_dir, state = open_run(config, resume)
     device = _check_device(config.device)
     started = time.perf_counter()
@@ -308,11 +332,22 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     if state is not None:
         trainer.load_state_dict(state)
     run_epochs(trainer, data, run_dir, progress)
-    checksums = trainer.parameter_checksums()
-    if world > 1:
-        torch.distributed.barrier()
-        if created_group:  # no collective follows: close it on every rank before exiting
-            torch.distributed.destroy_process_group()
-    if rank != 0:
-        return {}
-    return write_test_report(trainer, data, run_dir, checksums, time.perf_counter() - started)
+    return trainer, data, run_dir, time.perf_counter() - started
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the test metrics (rank 0, ``{}`` elsewhere)."""
+    rank, world, created_group = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    config.name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
+    with run_lock(Path(config.runs_dir) / config.name, enabled=rank == 0):
+        trainer, data, run_dir, seconds = _train(config, resume, progress, rank, world)
+        checksums = trainer.parameter_checksums()
+        if world > 1:
+            torch.distributed.barrier()
+            if created_group:  # no collective follows: close it on every rank before exiting
+                torch.distributed.destroy_process_group()
+        if rank != 0:
+            return {}
+        return write_test_report(trainer, data, run_dir, checksums, seconds)

@@ -71,3 +71,17 @@ def test_nve_md_conserves_energy_and_reports_drift(tmp_path):
     assert "drift_meV_per_atom_per_ps" not in langevin
     with pytest.raises(ValueError, match="ensemble"):
         run_md(path, "H2O", "npt", progress=False)
+
+
+def test_caller_model_is_untouched_and_per_atom_energies_sum_to_the_energy():
+    model = _model()
+    GeoBasisCalculator(model=model)
+    assert next(model.parameters()).dtype == torch.float32  # not converted in place
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = GeoBasisCalculator(model=model)
+    energies = atoms.get_potential_energies()
+    assert energies.shape == (len(atoms),)
+    assert abs(energies.sum() - atoms.get_potential_energy()) < 1e-10
+    with torch.inference_mode():  # an ASE driver inside inference mode still gets forces
+        atoms.positions = atoms.positions + 0.01
+        assert np.isfinite(atoms.get_forces()).all() and np.abs(atoms.get_forces()).max() > 0

@@ -283,6 +283,37 @@ def test_cli_explains_itself_and_errors_in_one_line(capsys):
     for choices in ("{potential,faenet}", "{cg,gaunt_grid,gaunt_fourier}", "{gate,s2}"):
         assert choices in text
     assert "default: X" not in text and "initial learning rate" in text
+    from geobasis.cli import build_parser
+
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
     assert main(["train", "--model", "faenet", "--lmax", "3"]) == 2
     error = capsys.readouterr().err
     assert "lmax" in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
+    """Two ``train`` calls with one ``--name`` used to both run and mix their files."""
+    from geobasis.train.run import run_lock
+
+    runs = tmp_path / "runs"
+    with run_lock(runs / "same"):
+        with pytest.raises(FileExistsError, match="being written by another process"):
+            train(_config(**TINY, runs_dir=str(runs), name="same"), progress=False)
+        with pytest.raises(FileExistsError, match="being written by another process"):
+            train(_config(**TINY, runs_dir=str(runs), name="same"), resume=True, progress=False)
+    with run_lock(runs / "same"):  # released with the first holder
+        pass
+
+
+def test_without_a_validation_set_the_last_model_is_the_best(tmp_path):
+    """``--val-size 0`` kept the epoch-1 model with a validation MAE of 0.0."""
+    runs = tmp_path / "runs"
+    config = _config(**{**TINY, "val_size": 0, "epochs": 3}, runs_dir=str(runs), name="noval")
+    train(config, progress=False)
+    rows = _metrics(runs / "noval")
+    assert all(r["val_loss"] == "nan" for r in rows)
+    best, last = (load_checkpoint(runs / "noval" / n) for n in ("best.pt", "last.pt"))
+    assert best["epoch"] == last["epoch"] == 3

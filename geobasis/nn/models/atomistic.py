@@ -224,6 +224,15 @@ class AtomisticModel(nn.Module):
             atomic, forces = self._compiled(pos, data.z, batch, data.edge_index)
             energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
             return {"energy": energy, "forces": forces}
+        derivatives = compute_forces or compute_stress
+        if derivatives and (torch.is_inference_mode_enabled() or not torch.is_grad_enabled()):
+            # forces are derivatives: autograd runs inside, the results leave detached
+            with torch.inference_mode(False), torch.enable_grad():
+                data = data.clone() if hasattr(data, "clone") else data  # inference tensors
+                pos, cell = pos.clone(), None if cell is None else cell.clone()
+                out = self._autograd_forward(data, pos, cell, batch.clone(), num_graphs,
+                                             compute_forces, compute_stress)  # fmt: skip
+            return {key: value.detach() for key, value in out.items()}
         return self._autograd_forward(data, pos, cell, batch, num_graphs, compute_forces,
                                       compute_stress)  # fmt: skip
 

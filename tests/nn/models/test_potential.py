@@ -204,3 +204,18 @@ def test_functional_forces_work_for_every_product_in_both_modes(product, trainin
             batch.pos, batch.z, batch.batch, batch.edge_index
         )
     torch.testing.assert_close(forces, reference)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_forces_under_no_grad_and_inference_mode(mode):
+    """Forces are derivatives: they are computed inside even when the caller turned
+    autograd off (an ASE driver, an inference server), and come back detached."""
+    model = _model().eval()
+    molecule = _molecule()
+    expected = model(molecule)
+    context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    with context:
+        out = model(molecule)
+    assert not out["forces"].requires_grad
+    assert torch.allclose(out["energy"], expected["energy"])
+    assert torch.allclose(out["forces"], expected["forces"])
