@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -47,6 +48,29 @@ KCAL_PER_MOL_IN_EV = 0.043364104241800934  # 1 kcal/mol in eV (CODATA 2018)
 _RMD17_KEYS = ("nuclear_charges", "coords", "energies", "forces")
 
 
+def _species(z: np.ndarray, where: str) -> np.ndarray:
+    """Atomic numbers as int64, refusing fractions and numbers outside 1..118."""
+    z = np.asarray(z)
+    if z.dtype.kind not in "iuf" or (z.dtype.kind == "f" and not np.all(z == np.round(z))):
+        raise ValueError(f"{where}: atomic numbers must be integers, got {z.tolist()[:8]}")
+    z = z.astype(np.int64)
+    if z.size and (z.min() < 1 or z.max() > 118):
+        raise ValueError(
+            f"{where}: atomic numbers must lie in 1..118, got {sorted(set(z.tolist()))}"
+        )
+    return z
+
+
+def _finite(name: str, value, where: str, shape: tuple | None = None) -> np.ndarray:
+    """``value`` as float64, refusing NaN / inf and (with ``shape``) a wrong shape."""
+    array = np.asarray(value, dtype=np.float64)
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{where}: {name} must have shape {shape}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{where}: {name} has non-finite values (NaN or inf)")
+    return array
+
+
 def _structure(
     z: np.ndarray,
     pos: np.ndarray,
@@ -55,20 +79,23 @@ def _structure(
     cell: np.ndarray | None = None,
     pbc: np.ndarray | None = None,
     stress: np.ndarray | None = None,
+    where: str = "structure",
 ) -> Data:
-    data = Data(
-        pos=torch.as_tensor(np.asarray(pos, dtype=np.float64)),
-        z=torch.as_tensor(np.asarray(z, dtype=np.int64)),
-    )
+    """One checked structure (``where`` names file and frame in every error)."""
+    z = _species(z, where)
+    atoms = (len(z), 3)
+    data = Data(pos=torch.as_tensor(_finite("positions", pos, where, atoms)), z=torch.as_tensor(z))
     if energy is not None:
-        data.energy = torch.tensor([float(energy)], dtype=torch.float64)
+        data.energy = torch.tensor([float(_finite("energy", energy, where))], dtype=torch.float64)
     if forces is not None:
-        data.forces = torch.as_tensor(np.asarray(forces, dtype=np.float64))
+        data.forces = torch.as_tensor(_finite("forces", forces, where, atoms))
     if cell is not None:
-        data.cell = torch.as_tensor(np.asarray(cell, dtype=np.float64)).reshape(1, 3, 3)
+        cell = _finite("cell", np.reshape(cell, (3, 3)), where)
+        data.cell = torch.as_tensor(cell).reshape(1, 3, 3)
         data.pbc = torch.as_tensor(np.asarray(pbc, dtype=bool)).reshape(1, 3)
     if stress is not None:
-        data.stress = torch.as_tensor(np.asarray(stress, dtype=np.float64)).reshape(1, 3, 3)
+        stress = _finite("stress", np.reshape(stress, (3, 3)), where)
+        data.stress = torch.as_tensor(stress).reshape(1, 3, 3)
     return data
 
 
@@ -77,17 +104,17 @@ def read_rmd17(path: str | os.PathLike) -> list[Data]:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in _RMD17_KEYS if k not in archive.files]
-            if missing:
-                raise ValueError(
-                    f"{path}: not an rMD17 file, missing keys {missing} (has {archive.files})"
-                )
-            z = archive["nuclear_charges"]
-            coords, energies, forces = archive["coords"], archive["energies"], archive["forces"]
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+            arrays = {k: archive[k] for k in _RMD17_KEYS if k in archive.files}
+            present = archive.files
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise ValueError(
-            f"{path}: cannot read the .npz file (corrupted or truncated?): {error}"
+            f"{path}: cannot read the .npz file (corrupted, truncated or holding objects?): {error}"
         ) from error
+    missing = [k for k in _RMD17_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: not an rMD17 file, missing keys {missing} (has {present})")
+    z = arrays["nuclear_charges"]
+    coords, energies, forces = arrays["coords"], arrays["energies"], arrays["forces"]
     frames = coords.shape[0]
     if coords.shape != (frames, len(z), 3) or forces.shape != coords.shape:
         raise ValueError(
@@ -97,7 +124,13 @@ def read_rmd17(path: str | os.PathLike) -> list[Data]:
     if energies.shape[0] != frames:
         raise ValueError(f"{path}: {energies.shape[0]} energies for {frames} frames")
     return [
-        _structure(z, coords[f], energies[f] * KCAL_PER_MOL_IN_EV, forces[f] * KCAL_PER_MOL_IN_EV)
+        _structure(
+            z,
+            coords[f],
+            energies[f] * KCAL_PER_MOL_IN_EV,
+            forces[f] * KCAL_PER_MOL_IN_EV,
+            where=f"{path}: frame {f}",
+        )
         for f in range(frames)
     ]
 
@@ -138,6 +171,7 @@ def read_extxyz(path: str | os.PathLike, index: str = ":") -> list[Data]:
                 atoms.cell.array if periodic else None,
                 atoms.pbc if periodic else None,
                 stress,
+                where=f"{path}: structure {n}",
             )
         )
     return out

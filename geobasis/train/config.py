@@ -81,6 +81,12 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = coerce(f.name, getattr(self, f.name), hints[f.name], f.metadata["choices"])
             setattr(self, f.name, value)
+        for name in ("epochs", "batch_size", "num_frames", "lr", "train_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)!r}")
+        for name in ("val_size", "test_size", "weight_decay", "checkpoint_every", "min_lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must not be negative, got {getattr(self, name)!r}")
         self.model_options = check_model_options(self.model, dict(self.model_options))
         if self.compile and not MODELS[self.model].supports_compile:
             raise ValueError(f"compile: model {self.model!r} cannot be compiled; drop --compile")

@@ -49,3 +49,40 @@ def test_prepare_adds_graphs_and_casts(tmp_path):
     assert prepared[0].edge_index.shape[1] == 6  # three atoms, all within 5 Å
     assert prepared[0].pos.dtype == prepared[0].forces.dtype == torch.float32
     assert structures[0].pos.dtype == torch.float64  # the originals are untouched
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("energies", np.nan, "energy has non-finite"),
+        ("coords", np.inf, "positions has non-finite"),
+        ("forces", np.nan, "forces has non-finite"),
+        ("nuclear_charges", 1.5, "atomic numbers must be integers"),
+        ("nuclear_charges", 200, "atomic numbers must lie in 1..118"),
+    ],
+)
+def test_bad_values_are_refused_on_the_way_in_naming_file_and_frame(
+    tmp_path, field, value, message
+):
+    """A NaN energy crashed deep inside lstsq; fractional species were truncated silently."""
+    path = _npz(tmp_path / "bad.npz")
+    with np.load(path) as archive:
+        arrays = {k: archive[k].astype(np.float64 if k != "nuclear_charges" else type(value))
+                  for k in archive.files}  # fmt: skip
+    if field == "nuclear_charges":
+        arrays[field][1] = value
+    else:
+        arrays[field][4] = value
+    np.savez(path, **arrays)
+    where = "bad.npz: frame 0" if field == "nuclear_charges" else "bad.npz: frame 4"
+    with pytest.raises(ValueError, match=f"{where}: {message}"):
+        load_dataset(str(path))
+
+
+def test_unreadable_npz_names_the_file(tmp_path):
+    (tmp_path / "noise.npz").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match="noise.npz: cannot read the .npz file"):
+        load_dataset(str(tmp_path / "noise.npz"))
+    np.savez(tmp_path / "objects.npz", coords=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="objects.npz: cannot read the .npz file"):
+        load_dataset(str(tmp_path / "objects.npz"))

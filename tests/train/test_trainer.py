@@ -317,3 +317,9 @@ def test_without_a_validation_set_the_last_model_is_the_best(tmp_path):
     assert all(r["val_loss"] == "nan" for r in rows)
     best, last = (load_checkpoint(runs / "noval" / n) for n in ("best.pt", "last.pt"))
     assert best["epoch"] == last["epoch"] == 3
+
+
+@pytest.mark.parametrize("key", ["epochs", "batch_size", "train_size", "lr"])
+def test_sizes_and_rates_must_be_positive(key):
+    with pytest.raises(ValueError, match=f"{key}: must be positive"):
+        TrainConfig.from_dict({key: 0})

@@ -210,8 +210,7 @@ class AtomisticModel(nn.Module):
         self, data, compute_forces: bool = True, compute_stress: bool | None = None
     ) -> dict[str, Tensor]:
         """Energy ``[B]``, forces ``[N, 3]`` and (with a cell) stress ``[B, 3, 3]``."""
-        if getattr(data, "z", None) is None or getattr(data, "pos", None) is None:
-            raise ValueError("data needs `pos` [N, 3] and `z` [N] (atomic numbers)")
+        self.check_data(data)
         pos, cell = data.pos, getattr(data, "cell", None)
         if cell is not None:
             cell = cell.to(pos.dtype).reshape(-1, 3, 3)
@@ -235,6 +234,34 @@ class AtomisticModel(nn.Module):
             return {key: value.detach() for key, value in out.items()}
         return self._autograd_forward(data, pos, cell, batch, num_graphs, compute_forces,
                                       compute_stress)  # fmt: skip
+
+    def check_data(self, data) -> None:
+        """Raise a one-line error naming the field unless ``data`` is a valid batch."""
+        pos, z = getattr(data, "pos", None), getattr(data, "z", None)
+        if pos is None or z is None:
+            raise ValueError("data needs `pos` [N, 3] and `z` [N] (atomic numbers)")
+        dtype = self.energy_scale.dtype
+        if pos.dim() != 2 or pos.shape[1] != 3 or pos.dtype != dtype:
+            raise ValueError(
+                f"pos must be [N, 3] {dtype} like the model, got {tuple(pos.shape)} {pos.dtype}; "
+                "convert the data (data.pos.to(dtype)) or the model (model.to(dtype))"
+            )
+        if z.shape != pos.shape[:1] or z.is_floating_point():
+            raise ValueError(
+                f"z must be [N] = [{pos.shape[0]}] integer atomic numbers, got "
+                f"{tuple(z.shape)} {z.dtype}"
+            )
+        if z.numel() and (int(z.min()) < 0 or int(z.max()) >= NUM_ELEMENTS):
+            raise ValueError(f"z: atomic numbers must lie in 0..{NUM_ELEMENTS - 1}")
+        edge_index = getattr(data, "edge_index", None)
+        if edge_index is not None and (edge_index.dtype != torch.long or edge_index.dim() != 2):
+            raise ValueError(
+                f"edge_index must be [2, E] int64 (torch.long), got {tuple(edge_index.shape)} "
+                f"{edge_index.dtype}"
+            )
+        cell = getattr(data, "cell", None)
+        if cell is not None and not bool(torch.isfinite(cell).all()):
+            raise ValueError("cell has non-finite values (NaN or inf)")
 
     def _use_compiled(self, data, compute_forces, compute_stress, cell) -> bool:
         edges = getattr(data, "edge_index", None)

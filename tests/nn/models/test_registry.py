@@ -63,3 +63,23 @@ def test_a_trailing_empty_graph_keeps_its_energy_slot(cls):
     out = model(Batch.from_data_list([molecule, empty]))
     assert out["energy"].shape == (2,) and out["energy"][1] == 0
     assert torch.allclose(out["energy"][0], model(molecule)["energy"][0])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: setattr(d, "z", torch.tensor([6, 1, 200])), "z: atomic numbers must lie"),
+        (lambda d: setattr(d, "z", torch.tensor([6, 1])), r"z must be \[N\] = \[3\]"),
+        (lambda d: setattr(d, "z", torch.tensor([6.0, 1.0, 1.0])), "integer atomic numbers"),
+        (lambda d: setattr(d, "pos", d.pos.double()), "pos must be .* like the model"),
+        (lambda d: setattr(d, "edge_index", d.edge_index.int()), "edge_index must be"),
+        (lambda d: setattr(d, "cell", torch.full((1, 3, 3), float("nan"))), "cell has non-finite"),
+    ],
+)
+def test_bad_input_gets_a_one_line_error_naming_the_field(change, message):
+    model = Potential(channels=4, lmax=1, num_layers=1)
+    data = Data(pos=torch.randn(3, 3), z=torch.tensor([6, 1, 1]))
+    data.edge_index = torch.tensor([[0, 1], [1, 0]])
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        model(data)
