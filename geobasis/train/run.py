@@ -29,7 +29,7 @@ from torch_geometric.data import Batch
 
 from geobasis.data import Splits, load_dataset, prepare, split
 from geobasis.nn import AtomisticModel, build_model, load_model
-from geobasis.serialization import load_checkpoint, save_checkpoint
+from geobasis.serialization import atomic_path, load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
 from geobasis.train.trainer import Trainer
 
@@ -186,36 +186,13 @@ def build_for_data(config: TrainConfig, data: TrainingData) -> tuple[AtomisticMo
     return model, scale
 
 
-class MetricsLog:
-    """``metrics.csv``: one row per epoch; a resumed run drops rows past its checkpoint."""
-
-    def __init__(self, path: Path, enabled: bool = True) -> None:
-        self.path, self.enabled = path, enabled
-
-    def truncate(self, epochs_done: int) -> None:
-        if not self.enabled or not self.path.exists():
-            return
-        rows = []
-        with open(self.path, newline="") as file:
-            for row in csv.DictReader(file):
-                try:  # a row cut short by a kill is dropped
-                    if int(row["epoch"]) <= epochs_done and None not in row.values():
-                        rows.append(row)
-                except (TypeError, ValueError):
-                    continue
-        self._write(rows, "w")
-
-    def append(self, row: dict[str, Any]) -> None:
-        if self.enabled:
-            self._write([row], "a")
-
-    def _write(self, rows: list[dict], mode: str) -> None:
-        header = mode == "w" or not self.path.exists()
-        with open(self.path, mode, newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=METRIC_FIELDS)
-            if header:
-                writer.writeheader()
-            writer.writerows(rows)
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.csv`` rewritten whole from the checkpoint's history, atomically: the file
+    always agrees with the ``last.pt`` beside it, whenever a run is killed."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def _epoch_row(trainer: Trainer, loss: float, val: dict, seconds: float) -> dict[str, Any]:
@@ -240,14 +217,14 @@ def _print_row(row: dict[str, Any]) -> None:
 
 
 def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bool) -> None:
-    """The epoch loop: train, validate, keep the best, log, checkpoint; stops after
-    ``max_minutes`` (finishing cleanly)."""
+    """The epoch loop: train, validate, keep the best, checkpoint, then ``metrics.csv``
+    from the checkpoint's history; stops after ``max_minutes`` (finishing cleanly)."""
     config, main_rank = trainer.config, trainer.rank == 0
-    log = MetricsLog(run_dir / "metrics.csv", enabled=main_rank)
-    log.truncate(trainer.epoch)
-    started = time.perf_counter()
+    session = time.perf_counter()
+    resumed_at = trainer.seconds  # wall time carried over from earlier sessions
 
     def save(name: str) -> None:
+        trainer.seconds = resumed_at + time.perf_counter() - session
         if main_rank:
             save_checkpoint(trainer.state_dict(), run_dir / name)
 
@@ -255,18 +232,22 @@ def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bo
         every = config.checkpoint_every
         if every and trainer.step_in_epoch % every == 0:
             save("last.pt")
-        return bool(config.max_minutes) and time.perf_counter() - started > 60 * config.max_minutes
+        return bool(config.max_minutes) and time.perf_counter() - session > 60 * config.max_minutes
 
+    if main_rank:
+        write_metrics(run_dir / "metrics.csv", trainer.history)
     while trainer.epoch < config.epochs:
         loss, stopped = trainer.train_epoch(data.train, after_step, progress and main_rank)
         val = trainer.validate(data.val)
+        seconds = resumed_at + time.perf_counter() - session
+        trainer.history.append(_epoch_row(trainer, loss, val, seconds))
         if val["improved"]:
             save("best.pt")
-        row = _epoch_row(trainer, loss, val, time.perf_counter() - started)
-        log.append(row)
-        if progress and main_rank:
-            _print_row(row)
         save("last.pt")
+        if main_rank:
+            write_metrics(run_dir / "metrics.csv", trainer.history)
+            if progress:
+                _print_row(trainer.history[-1])
         if stopped:
             break
 

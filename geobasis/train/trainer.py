@@ -87,6 +87,10 @@ class Trainer:
         self.ema = ExponentialMovingAverage(model, config.ema_decay)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_val = math.inf
+        # kept in the checkpoint so a resumed run reports what an uninterrupted one would:
+        self.epoch_loss = [0.0, 0]  # loss sum and steps of the current epoch
+        self.seconds = 0.0  # training wall time up to the last checkpoint
+        self.history: list[dict[str, Any]] = []  # one row per finished epoch
         if config.compile:
             model.compile_forces()
 
@@ -104,6 +108,9 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "best_val": self.best_val,
+            "epoch_loss": list(self.epoch_loss),
+            "seconds": self.seconds,
+            "history": list(self.history),
             "rng": {"torch": torch.get_rng_state()},
             "config": self.config.to_dict(),
         }
@@ -115,6 +122,8 @@ class Trainer:
         self.ema.shadow = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.best_val = state["global_step"], state["best_val"]
+        self.epoch_loss = list(state.get("epoch_loss", [0.0, 0]))  # version 1 had none
+        self.seconds, self.history = state.get("seconds", 0.0), list(state.get("history", []))
         torch.set_rng_state(state["rng"]["torch"])
 
     # ------------------------------------------------------------------ training
@@ -159,23 +168,26 @@ class Trainer:
         as done (a stopped run ends after it).
         """
         loader = self.epoch_batches(structures)
-        losses, stopped = [], False
+        stopped = False
         desc = f"epoch {self.epoch + 1}/{self.config.epochs}"
         bar = tqdm(total=len(loader), desc=desc, disable=not progress, leave=False)
         bar.update(self.step_in_epoch)
         for step, batch in enumerate(loader):
             if step < self.step_in_epoch:
                 continue
-            losses.append(self.train_step(batch))
+            loss = self.train_step(batch)
+            self.epoch_loss = [self.epoch_loss[0] + loss, self.epoch_loss[1] + 1]
             self.step_in_epoch = step + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}")
             if after_step is not None and after_step():
                 stopped = True
                 break
         bar.close()
         self.epoch, self.step_in_epoch = self.epoch + 1, 0  # a stopped run ends here too
-        return sum(losses) / max(len(losses), 1), stopped
+        mean = self.epoch_loss[0] / max(self.epoch_loss[1], 1)  # resumed steps included
+        self.epoch_loss = [0.0, 0]
+        return mean, stopped
 
     # ------------------------------------------------------------------ evaluation
     def validate(self, structures: list) -> dict[str, Any]:

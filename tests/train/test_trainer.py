@@ -133,7 +133,12 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
     b = load_checkpoint(runs / "killed" / "last.pt")["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
-    assert len(_metrics(runs / "killed")) == 4
+    whole, killed = _metrics(runs / "whole"), _metrics(runs / "killed")
+    assert len(killed) == 4
+    for a, b in zip(whole, killed, strict=True):  # the losses of resumed epochs are whole too
+        assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=1e-5)
+    assert all(float(b["seconds"]) > 0 for b in killed)
+    assert float(killed[-1]["seconds"]) >= float(killed[0]["seconds"])
 
 
 def test_two_processes_hold_identical_parameters(tmp_path):
@@ -323,3 +328,17 @@ def test_without_a_validation_set_the_last_model_is_the_best(tmp_path):
 def test_sizes_and_rates_must_be_positive(key):
     with pytest.raises(ValueError, match=f"{key}: must be positive"):
         TrainConfig.from_dict({key: 0})
+
+
+def test_metrics_file_is_rebuilt_from_the_checkpoint_after_any_kill(tmp_path):
+    """A kill between ``last.pt`` and ``metrics.csv`` (or a torn row) leaves a file that the
+    next start rewrites from the checkpoint's history: no duplicate, no missing row."""
+    runs = tmp_path / "runs"
+    train(_config(**{**TINY, "epochs": 2}, runs_dir=str(runs), name="m"), progress=False)
+    path = runs / "m" / "metrics.csv"
+    good = path.read_text()
+    path.write_text(good + good.splitlines()[-1] + "\n2,17,0.001,0.5")  # duplicate + torn
+    train(TrainConfig(runs_dir=str(runs), name="m"), resume=True, progress=False)
+    assert path.read_text() == good
+    history = load_checkpoint(runs / "m" / "last.pt")["history"]
+    assert [int(r["epoch"]) for r in _metrics(runs / "m")] == [r["epoch"] for r in history]
