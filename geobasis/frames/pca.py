@@ -203,6 +203,8 @@ def _checked_inputs(
         )
     if not pos.is_floating_point():
         raise TypeError(f"pos must be floating point, got {pos.dtype}")
+    if not bool(torch.isfinite(pos).all()):
+        raise ValueError("pos has non-finite values (NaN or inf): no frame is defined")
     batch = _batch_or_zeros(batch, pos)
     if batch.shape != (pos.shape[0],):
         raise ValueError(f"batch must be [N] = [{pos.shape[0]}], got {tuple(batch.shape)}")

@@ -39,8 +39,10 @@ def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> None:
             "pos must be a [N, 3] tensor (or [N, 1] / [N, 2] for 1-D / 2-D point sets), got "
             f"{getattr(pos, 'shape', type(pos))}"
         )
-    if not pos.is_floating_point():
-        raise TypeError(f"pos must be floating point, got {pos.dtype}")
+    if pos.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"pos must be float32 or float64, got {pos.dtype}; convert with .float()")
+    if not bool(torch.isfinite(pos).all()):
+        raise ValueError("pos has non-finite values (NaN or inf)")
     if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
         raise ValueError(f"r must be a positive finite number, got {r!r}")
     if batch is not None:
@@ -175,6 +177,8 @@ def radius_graph(
         offsets such that ``pos[j] + shifts @ cell[batch[i]] - pos[i]`` is the edge vector.
     """
     _check_inputs(pos, r, batch)
+    if cell is not None and not bool(torch.isfinite(torch.as_tensor(cell)).all()):
+        raise ValueError("cell has non-finite values (NaN or inf)")
     if pos.shape[1] < 3:
         return _lower_dimensional_radius_graph(pos, r, batch, loop, max_num_neighbors, cell, pbc)
     n = pos.shape[0]

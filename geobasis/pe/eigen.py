@@ -93,6 +93,30 @@ def dense_laplacian(
     return laplacian, node_mask
 
 
+def _check_graph(
+    edge_index: Tensor, num_nodes: int, batch: Tensor, edge_weight: Tensor | None
+) -> None:
+    """One-line errors naming the argument for a malformed graph."""
+    if edge_index.dtype not in (torch.long, torch.int32):
+        raise ValueError(f"edge_index must hold integer node indices, got {edge_index.dtype}")
+    if batch.shape != (num_nodes,):
+        raise ValueError(f"batch must be [{num_nodes}], got {tuple(batch.shape)}")
+    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("batch must be sorted (nodes of one graph contiguous, as in a PyG batch)")
+    if edge_index.numel() and int(edge_index.min()) < 0:
+        raise ValueError(f"edge_index has a negative node index ({int(edge_index.min())})")
+    if edge_index.numel() and int(edge_index.max()) >= num_nodes:
+        raise ValueError(f"edge_index refers to node {int(edge_index.max())} of {num_nodes}")
+    if edge_weight is None:
+        return
+    if edge_weight.shape != (edge_index.shape[1],):
+        raise ValueError(
+            f"edge_weight must be [E] = [{edge_index.shape[1]}], got {tuple(edge_weight.shape)}"
+        )
+    if not bool(torch.isfinite(edge_weight).all()) or bool((edge_weight < 0).any()):
+        raise ValueError("edge_weight must be finite and non-negative")
+
+
 def laplacian_eigenpairs(
     edge_index: Tensor,
     num_nodes: int | None = None,
@@ -131,14 +155,13 @@ def laplacian_eigenpairs(
             num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
     if batch is None:
         batch = torch.zeros(num_nodes, dtype=torch.long, device=edge_index.device)
-    if batch.shape != (num_nodes,):
-        raise ValueError(f"batch must be [{num_nodes}], got {tuple(batch.shape)}")
-    if edge_index.numel() and int(edge_index.max()) >= num_nodes:
-        raise ValueError(f"edge_index refers to node {int(edge_index.max())} of {num_nodes}")
-    if edge_weight is not None and bool((edge_weight < 0).any()):
-        raise ValueError("edge_weight must be non-negative")
+    _check_graph(edge_index, num_nodes, batch, edge_weight)
     if k is not None and k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if num_nodes == 0:  # no graph at all: empty pairs, not an error deep inside
+        K = k or 0
+        empty = torch.zeros(0, K, dtype=dtype, device=edge_index.device)
+        return Eigenpairs(empty, empty.clone(), empty.bool(), batch)
     num_graphs = int(batch.max()) + 1 if num_nodes else 0
     sizes = torch.bincount(batch, minlength=num_graphs)
     n_max = int(sizes.max()) if num_graphs else 0

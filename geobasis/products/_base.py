@@ -224,6 +224,11 @@ class EquivariantProduct(nn.Module):
                 f"[..., {self.dim2}] (one shared channel) for lmax2={self.lmax2}, "
                 f"got {tuple(x2.shape)} with x1 {tuple(x1.shape)}"
             )
+        if x1.dtype in (torch.float16, torch.bfloat16):
+            raise TypeError(
+                f"{name}: {x1.dtype} inputs are not supported (FFT and coupling tables need "
+                "float32 or float64); convert with .float()"
+            )
         if x1.dtype != x2.dtype or not x1.is_floating_point():
             raise TypeError(
                 f"{name}: x1 and x2 must have the same floating dtype, got {x1.dtype} and "

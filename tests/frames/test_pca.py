@@ -194,3 +194,10 @@ def test_errors():
         pca_frames(torch.randn(4, 3), weights=-torch.ones(4))
     with pytest.raises(TypeError, match="floating"):
         pca_frames(torch.ones(4, 3, dtype=torch.long))
+
+
+def test_non_finite_positions_are_named():
+    pos = torch.randn(6, 3, dtype=torch.float64)
+    pos[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="pos has non-finite values"):
+        pca_frames(pos)

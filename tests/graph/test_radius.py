@@ -189,3 +189,17 @@ def test_lower_dimensional_errors():
         radius_graph(torch.rand(5, 2), 0.1, cell=torch.eye(2), pbc=[True, False, True])
     with pytest.raises(ValueError, match=r"\[N, 3\]"):
         radius_graph(torch.rand(5, 4), 0.1)
+
+
+def test_half_precision_and_non_finite_input_are_named():
+    pos = torch.randn(10, 3)
+    with pytest.raises(TypeError, match="pos must be float32 or float64, got torch.float16"):
+        radius_graph(pos.half(), 2.0)
+    bad = pos.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="pos has non-finite"):
+        radius_graph(bad, 2.0)
+    cell = torch.eye(3) * 4.0
+    cell[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="cell has non-finite"):
+        radius_graph(pos, 2.0, cell=cell)

@@ -117,3 +117,17 @@ def test_errors():
         laplacian_eigenpairs(cycle(4), edge_weight=-torch.ones(8))
     with pytest.raises(ValueError, match="normalization"):
         dense_laplacian(cycle(4), torch.zeros(4, dtype=torch.long), 1, normalization="rw")
+
+
+def test_malformed_graphs_get_errors_naming_the_argument():
+    ring = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    with pytest.raises(ValueError, match="negative node index"):
+        laplacian_eigenpairs(torch.tensor([[0, -1], [1, 0]]), 3)
+    with pytest.raises(ValueError, match=r"edge_weight must be \[E\] = \[3\]"):
+        laplacian_eigenpairs(ring, 3, edge_weight=torch.ones(2))
+    with pytest.raises(ValueError, match="edge_weight must be finite"):
+        laplacian_eigenpairs(ring, 3, edge_weight=torch.tensor([1.0, float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="batch must be sorted"):
+        laplacian_eigenpairs(ring, 3, batch=torch.tensor([1, 0, 1]))
+    empty = laplacian_eigenpairs(torch.zeros(2, 0, dtype=torch.long), 0, k=4)
+    assert empty.values.shape == (0, 4) and empty.vectors.shape == (0, 4)

@@ -30,3 +30,14 @@ def test_sh_to_fourier_is_sparse_and_exact():
     )
     expected = spherical_harmonics(lmax, torch.from_numpy(points)).numpy()
     assert np.abs(values - expected).max() < 1e-12
+
+
+def test_half_precision_is_refused_with_a_clear_error():
+    import pytest
+
+    from geobasis.products import GauntFourierProduct
+
+    product = GauntFourierProduct(2, 2, 2, weights="none").half()
+    x1, x2 = torch.randn(4, 9, 3).half(), torch.randn(4, 9).half()
+    with pytest.raises(TypeError, match="torch.float16 inputs are not supported"):
+        product(x1, x2)
