@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as error:  # a user's mistake: one line, no traceback
+    except (ValueError, OSError, FloatingPointError) as error:  # one line, no traceback
         print(f"geobasis {args.command}: error: {error}", file=sys.stderr)
         return 2
 

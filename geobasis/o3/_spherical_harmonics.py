@@ -267,7 +267,7 @@ class _UnitHarmonics(torch.autograd.Function):
             # double backward requested: differentiate the plain polynomial form
             with torch.enable_grad():
                 tables = {k: _cast(v, cuw.dtype) for k, v in ctx.tables.items()}
-                unit = torch.nn.functional.normalize(cuw, dim=0, eps=_EPS)
+                unit = _safe_unit(cuw)
                 r2 = (unit * unit).sum(0)
                 out = _plain_evaluate(ctx.lmax, unit, tables, r2).t()
                 (grad_cuw,) = torch.autograd.grad(out, cuw, grad, create_graph=True)
@@ -278,11 +278,22 @@ class _UnitHarmonics(torch.autograd.Function):
         norm = torch.sqrt((cuw * cuw).sum(0))
         scale = norm.clamp_min(_EPS)
         radial = (grad_unit * cuw).sum(0) / scale
-        radial = torch.where(norm > _EPS, radial, torch.zeros_like(radial))
-        return (grad_unit - radial * cuw / scale) / scale, None, None
+        grad_cuw = (grad_unit - radial * cuw / scale) / scale
+        # the direction of the zero vector is undefined: no gradient through it (as the
+        # double-backward form below), instead of grad / eps
+        return torch.where(norm > _EPS, grad_cuw, torch.zeros_like(grad_cuw)), None, None
 
 
 _EPS = 1e-12  # e3nn's normalisation epsilon
+
+
+def _safe_unit(cuw: Tensor) -> Tensor:
+    """``cuw / |cuw|`` column-wise, zero for (near-)zero columns with a zero gradient there,
+    to every order (``F.normalize`` has a NaN second derivative at the zero vector)."""
+    square = (cuw * cuw).sum(0)
+    positive = square > _EPS * _EPS
+    norm = torch.sqrt(torch.where(positive, square, torch.ones_like(square)))
+    return torch.where(positive, cuw / norm, torch.zeros_like(cuw))
 
 
 class SphericalHarmonics(nn.Module):
@@ -342,7 +353,7 @@ class SphericalHarmonics(nn.Module):
         # e3nn: polar axis y, azimuth in the z-x plane from z towards x
         cuw = flat.t()[[1, 2, 0]]
         if self.normalize and traced():  # compiled or under torch.func: plain ops only
-            unit = torch.nn.functional.normalize(cuw, dim=0, eps=_EPS)
+            unit = _safe_unit(cuw)
             tables = {k: _cast(v, vectors.dtype) for k, v in tables.items()}
             out = _plain_evaluate(self.lmax, unit, tables, (unit * unit).sum(0)).t()
         elif self.normalize and torch.is_grad_enabled() and cuw.requires_grad:

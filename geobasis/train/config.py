@@ -65,6 +65,8 @@ class TrainConfig:
     force_weight: float = _f(10.0, "weight of the force term of the loss")
     ema_decay: float = _f(0.99, "decay of the exponential moving average of the weights")
     grad_clip: float = _f(10.0, "gradient-norm clipping threshold")
+    skip_non_finite: bool = _f(False, "skip a batch whose loss is NaN/inf with a warning "
+                               "(default: stop, naming its structures)")  # fmt: skip
     max_minutes: float | None = _f(9.0, "stop cleanly after this wall time (minutes)")
     # run
     name: str | None = _f(None, "run folder name under runs_dir (default: a timestamp)")

@@ -139,7 +139,10 @@ def load_training_data(
     cutoff = config.model_option("cutoff")
 
     def pick(source: list, index: torch.Tensor) -> list:
-        return prepare([source[i] for i in index.tolist()], cutoff, dtype)
+        prepared = prepare([source[i] for i in index.tolist()], cutoff, dtype)
+        for data, i in zip(prepared, index.tolist(), strict=True):
+            data.structure_id = i  # named in errors about the structure
+        return prepared
 
     return TrainingData(
         pick(structures, splits.train),

@@ -13,6 +13,7 @@ ranks hold identical parameters.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -127,14 +128,17 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
 
     # ------------------------------------------------------------------ training
-    def train_step(self, batch) -> float:
-        """One optimiser step on ``batch``; returns the loss."""
+    def train_step(self, batch) -> float | None:
+        """One optimiser step on ``batch``; returns the loss (``None``: a skipped batch whose
+        loss was not finite)."""
         self.model.train()
         batch = batch.to(self.device)
         has_forces = getattr(batch, "forces", None) is not None
         out = self.model(batch, compute_forces=has_forces)
         config = self.config
         loss = energy_force_loss(out, batch, self.scale, config.energy_weight, config.force_weight)
+        if not bool(torch.isfinite(loss)):
+            return self._non_finite(batch)
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         if self.world > 1:
@@ -147,6 +151,20 @@ class Trainer:
         self.ema.update(self.model, self.global_step)
         self.global_step += 1
         return float(loss.detach())
+
+    def _non_finite(self, batch) -> None:
+        """Stop (or, with ``skip_non_finite``, skip with a warning) at a NaN/inf loss."""
+        index = getattr(batch, "structure_id", None)
+        names = index.tolist() if isinstance(index, torch.Tensor) else "unknown"
+        where = (
+            f"non-finite loss at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}: "
+            f"structures {names} of {self.config.data}"
+        )
+        if not self.config.skip_non_finite:
+            raise FloatingPointError(f"{where}; fix or drop them, or pass --skip-non-finite")
+        warnings.warn(f"{where} skipped", stacklevel=3)
+        self.optimizer.zero_grad(set_to_none=False)
+        return None
 
     def epoch_batches(self, structures: list) -> DataLoader:
         """This rank's batches of the current epoch, in the order fixed by (seed, epoch)."""
@@ -176,10 +194,11 @@ class Trainer:
             if step < self.step_in_epoch:
                 continue
             loss = self.train_step(batch)
-            self.epoch_loss = [self.epoch_loss[0] + loss, self.epoch_loss[1] + 1]
+            if loss is not None:  # None: a skipped non-finite batch
+                self.epoch_loss = [self.epoch_loss[0] + loss, self.epoch_loss[1] + 1]
             self.step_in_epoch = step + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}" if loss is not None else "skipped")
             if after_step is not None and after_step():
                 stopped = True
                 break

@@ -150,3 +150,22 @@ def test_bad_input_errors():
         spherical_harmonics(2, torch.randn(3, 3), normalization="unit")
     with pytest.raises(TypeError, match="floating"):
         SphericalHarmonics(2)(torch.ones(3, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("lmax", [1, 2, 4])
+def test_zero_vector_has_finite_derivatives_to_second_order(lmax):
+    """The second derivative at the zero vector was NaN: a force loss on a frame with two
+    coincident atoms turned every parameter into NaN."""
+    g = torch.Generator().manual_seed(lmax)
+    v = torch.randn(3, 3, dtype=torch.float64, generator=g)
+    v[0] = 0.0
+    v.requires_grad_()
+    w = torch.randn(3, (lmax + 1) ** 2, dtype=torch.float64, generator=g)
+    y = spherical_harmonics(lmax, v)
+    (first,) = torch.autograd.grad((y * w).sum(), v, create_graph=True)
+    (second,) = torch.autograd.grad(first.square().sum(), v)
+    assert torch.isfinite(first).all() and torch.isfinite(second).all()
+    assert torch.equal(first[0], torch.zeros(3, dtype=torch.float64))  # no direction at 0
+    # away from zero nothing changed: the same as the double-backward-free path
+    (plain,) = torch.autograd.grad((spherical_harmonics(lmax, v) * w).sum(), v)
+    assert torch.allclose(plain, first.detach(), atol=1e-12)

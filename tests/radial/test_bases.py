@@ -198,3 +198,25 @@ def test_interval_bases_have_the_symmetry_they_claim():
             assert torch.allclose(mirrored, values.flip(-1), atol=1e-13)
     with pytest.raises(ValueError, match="unknown basis"):
         interval_basis("wavelet", 4)
+
+
+def test_bessel_basis_is_smooth_at_zero_to_second_order():
+    """``torch.sinc`` gave a NaN second derivative at r = 0 (coincident atoms)."""
+    import math
+
+    from geobasis.radial import BesselBasis
+
+    basis = BesselBasis(5, 3.0).double()
+    r = torch.tensor([0.0, 1e-4, 0.7], dtype=torch.float64, requires_grad=True)
+    values = basis(r)
+    first = torch.stack([torch.autograd.grad(values[:, n].sum(), r, create_graph=True)[0]
+                         for n in range(5)], -1)  # fmt: skip
+    second = torch.stack([torch.autograd.grad(first[:, n].sum(), r, retain_graph=True)[0]
+                          for n in range(5)], -1)  # fmt: skip
+    f = torch.arange(1, 6, dtype=torch.float64) * math.pi / 3.0
+    prefactor = math.sqrt(2 / 3.0)
+    assert torch.allclose(values[0], prefactor * f)  # the r -> 0 limit
+    assert torch.allclose(first[0], torch.zeros(5, dtype=torch.float64))
+    assert torch.allclose(second[0], -prefactor * f**3 / 3, rtol=1e-9)
+    exact = prefactor * torch.sin(f * 0.7) / 0.7
+    assert torch.allclose(values[2], exact, rtol=1e-14)

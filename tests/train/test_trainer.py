@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -342,3 +343,27 @@ def test_metrics_file_is_rebuilt_from_the_checkpoint_after_any_kill(tmp_path):
     assert path.read_text() == good
     history = load_checkpoint(runs / "m" / "last.pt")["history"]
     assert [int(r["epoch"]) for r in _metrics(runs / "m")] == [r["epoch"] for r in history]
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_structures(tmp_path, monkeypatch):
+    """A NaN loss used to train on with NaN parameters and end with no best.pt."""
+    from geobasis.train import trainer as trainer_module
+
+    real = trainer_module.energy_force_loss
+    calls = {"n": 0}
+
+    def poisoned(out, batch, *args):
+        calls["n"] += 1
+        loss = real(out, batch, *args)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(trainer_module, "energy_force_loss", poisoned)
+    runs = tmp_path / "runs"
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 3: structures \[\d+(, \d+)*\]"):
+        train(_config(**TINY, runs_dir=str(runs), name="nan"), progress=False)
+    calls["n"] = 0
+    with pytest.warns(UserWarning, match="skipped"):
+        report = train(
+            _config(**TINY, skip_non_finite=True, runs_dir=str(runs), name="skip"), progress=False
+        )
+    assert math.isfinite(report["force_mae_meV_per_A"])

@@ -219,3 +219,15 @@ def test_forces_under_no_grad_and_inference_mode(mode):
     assert not out["forces"].requires_grad
     assert torch.allclose(out["energy"], expected["energy"])
     assert torch.allclose(out["forces"], expected["forces"])
+
+
+def test_force_loss_on_coincident_atoms_has_finite_parameter_gradients():
+    """Two atoms at one place (an edge of length 0): the force loss's gradient was NaN."""
+    model = _model().train()
+    molecule = _molecule()
+    molecule.pos[1] = molecule.pos[0]
+    out = model(molecule)
+    loss = out["energy"].square().sum() + out["forces"].square().sum()
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    assert torch.isfinite(out["forces"]).all()
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
