@@ -37,6 +37,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from geobasis import products
+from geobasis._chunked import chunked_aggregate
+from geobasis._tracing import traced
 from geobasis.nn.edges import EdgeEmbedding, Edges
 from geobasis.o3 import spherical_harmonics
 from geobasis.o3.layout import check_spherical, num_components
@@ -155,9 +157,38 @@ class EquivariantConv(MessagePassing):
             edges = self.embed_edges(edges, edge_index, shifts, cell, batch)
         self._check_edges(edges)
         harmonics = edges.harmonics[:, : num_components(self.lmax_sh)]
-        weight = self.edge_weights(edges.radial)
-        out = self.propagate(edges.index, x=x, harmonics=harmonics, weight=weight)
+        if (self.training and torch.is_grad_enabled()) or traced():
+            # training differentiates twice (force loss), torch.func / torch.compile trace:
+            # plain autograd over all edges
+            weight = self.edge_weights(edges.radial)
+            out = self.propagate(edges.index, x=x, harmonics=harmonics, weight=weight)
+        else:  # inference, forces included: edge blocks, recomputed in backward
+            out = self._blockwise(x, edges.index, harmonics, edges.radial)
         return out * (self.norm * self.product_scale.to(out.dtype))
+
+    def _blockwise(self, x: Tensor, index: Tensor, harmonics: Tensor, radial: Tensor) -> Tensor:
+        """The sum of messages in blocks of edges (:func:`geobasis._chunked.chunked_aggregate`):
+        memory per edge is the edge geometry alone, not the ``[E, (L+1)**2, C]`` messages
+        and the radial MLP's activations."""
+        names = [name for name, _ in self.radial.named_parameters()]
+
+        def messages(x_j: Tensor, sh: Tensor, rho: Tensor, *params: Tensor) -> Tensor:
+            mlp = torch.func.functional_call(
+                self.radial, dict(zip(names, params, strict=True)), rho
+            )
+            return self.product(x_j, sh, mlp.view(-1, *self.product.weight_shape))
+
+        params = tuple(self.radial.parameters())
+        return chunked_aggregate(messages, x, index, (harmonics, radial), params, x.shape[0],
+                                 self.edge_block)  # fmt: skip
+
+    @property
+    def edge_block(self) -> int:
+        """Edges per block: about 32 MiB of per-edge intermediates."""
+        per_edge = 4 * (
+            self.product.weight_numel + 3 * num_components(self.lmax_out) * self.channels
+        )
+        return max(256, min(16384, 2**25 // max(per_edge, 1)))
 
     def _check_edges(self, edges: Edges) -> None:
         if edges.harmonics.shape[-1] < num_components(self.lmax_sh):

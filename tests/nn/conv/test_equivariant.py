@@ -93,3 +93,21 @@ def test_conv_reads_precomputed_edges_like_positions():
 def test_unknown_product_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="unknown product 'tensor'; choose one of"):
         EquivariantConv(1, 1, 2, product="tensor")
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_edge_blocks_of_inference_equal_the_training_path(product):
+    """Inference sums messages in edge blocks recomputed in backward; training keeps the
+    plain graph for the force loss: same values and position gradients."""
+    conv = EquivariantConv(2, 2, 3, cutoff=2.5, product=product).double()
+    data = _features(n=20, channels=3)
+    pos = data.pos.clone().requires_grad_()
+    edge_index = radius_graph(pos.detach(), 2.5)
+    results = []
+    for mode in (conv.train, conv.eval):
+        mode()
+        y = conv(data.h, pos, edge_index)
+        (grad,) = torch.autograd.grad(y.square().sum(), pos)
+        results.append((y.detach(), grad))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-12)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-10)

@@ -231,3 +231,35 @@ def test_force_loss_on_coincident_atoms_has_finite_parameter_gradients():
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
     assert torch.isfinite(out["forces"]).all()
     assert all(g is None or torch.isfinite(g).all() for g in grads)
+
+
+def test_inference_memory_per_edge_stays_small():
+    """Energy + forces + stress keep only the edge geometry per edge (about 1 KB with the
+    neighbour list), not the messages and radial-network activations (6.6 KB before)."""
+    import json
+    import subprocess
+    import sys
+
+    script = """
+import json, resource, torch
+from torch_geometric.data import Data
+from geobasis.graph import radius_graph
+from geobasis.nn import Potential
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = Potential(channels=16, lmax=2, num_layers=2, cutoff=5.0).eval()
+side = (3000 / 0.1) ** (1 / 3)
+pos = torch.rand(3000, 3) * side
+cell = torch.eye(3) * side
+edges = radius_graph(pos, 5.0, cell=cell)[0].shape[1]
+data = Data(pos=pos, z=torch.ones(3000, dtype=torch.long), cell=cell[None])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model(data)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+print(json.dumps({"edges": edges, "bytes_per_edge": peak * 1024 / edges}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["edges"] > 100_000
+    assert measured["bytes_per_edge"] < 2500, measured
