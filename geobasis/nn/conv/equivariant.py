@@ -122,17 +122,11 @@ class EquivariantConv(MessagePassing):
         rms = product(x, sh, weight).square().mean().sqrt().to(torch.get_default_dtype())
         return 1 / rms.clamp(min=1e-12)
 
-    def embed_edges(
-        self,
-        pos: Tensor,
-        edge_index: Tensor,
-        shifts: Tensor | None = None,
-        cell: Tensor | None = None,
-        batch: Tensor | None = None,
-    ) -> Edges:
-        """The :class:`~geobasis.nn.Edges` this conv reads, computed from positions."""
+    def embed_edges(self, pos: Tensor, edge_index: Tensor, *periodic: Tensor | None) -> Edges:
+        """The :class:`~geobasis.nn.Edges` this conv reads, computed from positions;
+        ``periodic`` are the ``shifts, cell, batch`` of a periodic radius graph."""
         embedding = EdgeEmbedding(self.lmax_sh, self.num_radial, self.cutoff).to(pos)
-        return embedding(pos, edge_index, shifts, cell, batch)
+        return embedding(pos, edge_index, *periodic)
 
     def edge_weights(self, radial: Tensor) -> Tensor:
         """Per-edge product weights ``[E, *product.weight_shape]`` from the enveloped radial
