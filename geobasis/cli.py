@@ -66,6 +66,8 @@ def _print_report(report: dict, title: str) -> None:
         rows.append(("forces", "force_mae_meV_per_A", "force_rmse_meV_per_A", "meV/Å"))
     for label, mae, rmse, unit in rows:
         print(f"{label:8}{report[mae]:>14.2f}{report[rmse]:>14.2f}  {unit}")
+    for z, mae in report.get("force_mae_meV_per_A_by_element", {}).items():
+        print(f"{'  Z=' + z:8}{mae:>14.2f}{'':>14}  meV/Å (force MAE of element {z})")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -142,7 +144,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--config", help="YAML file of config keys (flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (epoch lines stay)")
     hints = typing.get_type_hints(TrainConfig)
     run = parser.add_argument_group("run and optimisation")
     for f in dataclasses.fields(TrainConfig):

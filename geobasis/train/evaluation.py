@@ -42,6 +42,7 @@ def evaluate(model: AtomisticModel, structures: list, batch_size: int = 32, devi
     model.eval()
     sums = {"e_abs": 0.0, "e_sq": 0.0, "f_abs": 0.0, "f_sq": 0.0, "graphs": 0, "forces": 0}
     predictions: dict[str, list] = {"energy": [], "energy_ref": [], "forces": [], "forces_ref": []}
+    by_element: dict[int, list[float]] = {}  # z -> [sum of |force error|, components]
     for batch in DataLoader(structures, batch_size=batch_size):
         batch = batch.to(device)
         has_forces = getattr(batch, "forces", None) is not None
@@ -49,6 +50,7 @@ def evaluate(model: AtomisticModel, structures: list, batch_size: int = 32, devi
         _accumulate(sums, predictions, "e", "energy", out["energy"], batch.energy)
         if has_forces:
             _accumulate(sums, predictions, "f", "forces", out["forces"], batch.forces)
+            _per_element(by_element, batch.z, out["forces"] - batch.forces)
     n, m = max(sums["graphs"], 1), max(sums["forces"], 1)
     report = {
         "energy_mae_meV": 1e3 * sums["e_abs"] / n,
@@ -58,6 +60,9 @@ def evaluate(model: AtomisticModel, structures: list, batch_size: int = 32, devi
     if sums["forces"]:
         report["force_mae_meV_per_A"] = 1e3 * sums["f_abs"] / m
         report["force_rmse_meV_per_A"] = 1e3 * math.sqrt(sums["f_sq"] / m)
+        report["force_mae_meV_per_A_by_element"] = {
+            str(z): 1e3 * total / count for z, (total, count) in sorted(by_element.items())
+        }
     return report
 
 
@@ -68,3 +73,13 @@ def _accumulate(sums: dict, predictions: dict, tag: str, key: str, value, refere
     sums["graphs" if tag == "e" else "forces"] += error.numel()
     predictions[key].append(value.detach().cpu().flatten())
     predictions[f"{key}_ref"].append(reference.cpu().flatten())
+
+
+def _per_element(by_element: dict, z, error) -> None:
+    """Accumulate the force error per atomic number (``{z: [sum |error|, components]}``)."""
+    absolute = error.detach().double().abs().sum(-1)
+    for element in z.unique().tolist():
+        mask = z == element
+        total = by_element.setdefault(int(element), [0.0, 0])
+        total[0] += float(absolute[mask].sum())
+        total[1] += 3 * int(mask.sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import torch
@@ -19,44 +20,64 @@ def _pyplot():
     return plt
 
 
+def _column(rows: list[dict], key: str) -> list[float]:
+    return [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
+
+
 def learning_curve(metrics_csv: str | Path, path: str | Path) -> None:
-    """Training loss and validation energy / force MAE per epoch (log scale)."""
+    """Training and validation loss with the learning rate, and validation energy / force
+    MAE per epoch (log scale); the best epoch (lowest validation loss) is marked."""
     with open(metrics_csv, newline="") as file:
         rows = list(csv.DictReader(file))
     if not rows:
         return
     plt = _pyplot()
     epochs = [int(r["epoch"]) for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    axes[0].plot(epochs, [float(r["train_loss"]) for r in rows])
-    axes[0].set_ylabel("training loss")
-    axes[1].plot(epochs, [float(r["val_energy_mae_meV"]) for r in rows], label="energy (meV)")
-    axes[1].plot(
-        epochs, [float(r["val_force_mae_meV_per_A"]) for r in rows], label="forces (meV/Å)"
-    )
+    val = _column(rows, "val_loss")
+    finite = [(v, e) for v, e in zip(val, epochs, strict=True) if math.isfinite(v)]
+    best = min(finite)[1] if finite else epochs[-1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(epochs, _column(rows, "train_loss"), label="training loss")
+    axes[0].plot(epochs, val, label="validation loss (E + F MAE, eV, eV/Å)")
+    rate = axes[0].twinx()
+    rate.plot(epochs, _column(rows, "lr"), color="0.6", ls=":", label="learning rate")
+    rate.set_ylabel("learning rate")
+    rate.set_yscale("log")
+    axes[1].plot(epochs, _column(rows, "val_energy_mae_meV"), label="energy MAE (meV)")
+    axes[1].plot(epochs, _column(rows, "val_force_mae_meV_per_A"), label="force MAE (meV/Å)")
     axes[1].set_ylabel("validation MAE")
-    axes[1].legend()
     for ax in axes:
+        ax.axvline(best, color="k", lw=0.8, ls="--", label=f"best epoch ({best})")
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def parity_plot(predictions: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Predicted vs reference energies and force components on the test split."""
+def parity_plot(
+    predictions: dict[str, torch.Tensor], path: str | Path, split: str = "test split"
+) -> None:
+    """Predicted vs reference energies and force components of ``split``, each panel
+    annotated with its MAE and RMSE."""
     plt = _pyplot()
-    pairs = [("energy", "eV")] + ([("forces", "eV/Å")] if "forces" in predictions else [])
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 4.2), squeeze=False)
-    for ax, (key, unit) in zip(axes[0], pairs, strict=True):
+    pairs = [("energy", "eV", "meV")] + (
+        [("forces", "eV/Å", "meV/Å")] if "forces" in predictions else []
+    )
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.8 * len(pairs), 4.4), squeeze=False)
+    for ax, (key, unit, small) in zip(axes[0], pairs, strict=True):
         reference, predicted = predictions[f"{key}_ref"], predictions[key]
+        error = (predicted - reference).double()
+        mae, rmse = 1e3 * float(error.abs().mean()), 1e3 * float(error.square().mean().sqrt())
         ax.scatter(reference, predicted, s=3, alpha=0.5)
         low = float(torch.minimum(reference.min(), predicted.min()))
         high = float(torch.maximum(reference.max(), predicted.max()))
         ax.plot([low, high], [low, high], "k--", lw=0.8)
         ax.set_xlabel(f"reference {key} ({unit})")
         ax.set_ylabel(f"predicted {key} ({unit})")
+        ax.set_title(f"{key}: MAE {mae:.3g} {small}, RMSE {rmse:.3g} {small}", fontsize=10)
+    fig.suptitle(f"{split} ({len(predictions['energy'])} structures)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

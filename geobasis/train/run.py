@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -211,8 +213,34 @@ def _epoch_row(trainer: Trainer, loss: float, val: dict, seconds: float) -> dict
     }
 
 
+LOG = logging.getLogger("geobasis.train")
+
+
+@contextmanager
+def run_log(run_dir: Path, enabled: bool = True) -> Iterator[None]:
+    """Log ``geobasis.train`` records to ``run_dir/train.log`` (appended across resumes) and
+    to the console for the duration of a run; the epoch lines go to both."""
+    if not enabled:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.FileHandler(run_dir / "train.log"), logging.StreamHandler(sys.stdout)]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    for handler in handlers:
+        LOG.addHandler(handler)
+    level, LOG.propagate = LOG.level, False
+    LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            LOG.removeHandler(handler)
+            handler.close()
+        LOG.setLevel(level)
+
+
 def _print_row(row: dict[str, Any]) -> None:
-    print(
+    LOG.info(
         f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  val E "
         f"{row['val_energy_mae_meV']:.1f} meV  F {row['val_force_mae_meV_per_A']:.1f} meV/Å  "
         f"({row['seconds']:.0f} s)"
@@ -240,7 +268,8 @@ def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bo
     if main_rank:
         write_metrics(run_dir / "metrics.csv", trainer.history)
     while trainer.epoch < config.epochs:
-        loss, stopped = trainer.train_epoch(data.train, after_step, progress and main_rank)
+        bars = progress and main_rank and sys.stderr.isatty()  # no \r updates in log files
+        loss, stopped = trainer.train_epoch(data.train, after_step, bars)
         val = trainer.validate(data.val)
         seconds = resumed_at + time.perf_counter() - session
         trainer.history.append(_epoch_row(trainer, loss, val, seconds))
@@ -249,8 +278,7 @@ def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bo
         save("last.pt")
         if main_rank:
             write_metrics(run_dir / "metrics.csv", trainer.history)
-            if progress:
-                _print_row(trainer.history[-1])
+            _print_row(trainer.history[-1])
         if stopped:
             break
 
@@ -269,11 +297,21 @@ def write_test_report(
         "parameter_checksums": checksums,
     }
     (run_dir / "test_metrics.json").write_text(json.dumps(report, indent=2))
+    split = f"test: {trainer.config.test_data}" if trainer.config.test_data else "test split"
+    LOG.info(
+        f"{split}: energy MAE {report['energy_mae_meV']:.3f} meV"
+        + (
+            f", force MAE {report['force_mae_meV_per_A']:.3f} meV/Å"
+            if "force_mae_meV_per_A" in report
+            else ""
+        )  # fmt: skip
+        + f" ({report['test_structures']} structures)"
+    )
     try:
         from geobasis.train.plots import learning_curve, parity_plot
 
         learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png")
-        parity_plot(predictions, run_dir / "parity.png")
+        parity_plot(predictions, run_dir / "parity.png", split)
     except ImportError:  # matplotlib is optional
         pass
     return report
@@ -325,7 +363,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     if config.threads:
         torch.set_num_threads(config.threads)
     config.name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
-    with run_lock(Path(config.runs_dir) / config.name, enabled=rank == 0):
+    run_dir = Path(config.runs_dir) / config.name
+    with run_lock(run_dir, enabled=rank == 0), run_log(run_dir, enabled=rank == 0):
         trainer, data, run_dir, seconds = _train(config, resume, progress, rank, world)
         checksums = trainer.parameter_checksums()
         if world > 1:

@@ -367,3 +367,18 @@ def test_a_non_finite_loss_stops_the_run_naming_the_structures(tmp_path, monkeyp
             _config(**TINY, skip_non_finite=True, runs_dir=str(runs), name="skip"), progress=False
         )
     assert math.isfinite(report["force_mae_meV_per_A"])
+
+
+def test_log_file_per_element_errors_and_annotated_plots(tmp_path, capsys):
+    """Epoch lines go to the console and ``train.log`` (no progress-bar noise in either);
+    the report has the force MAE per element."""
+    runs = tmp_path / "runs"
+    report = train(_config(**{**TINY, "epochs": 2}, runs_dir=str(runs), name="log"), progress=True)
+    log = (runs / "log" / "train.log").read_text()
+    assert log.count("epoch ") >= 2 and "test split: energy MAE" in log and "\r" not in log
+    assert "epoch   1" in capsys.readouterr().out
+    by_element = report["force_mae_meV_per_A_by_element"]
+    assert set(by_element) == {"1", "6", "8"}  # ethanol
+    assert min(by_element.values()) > 0
+    saved = json.loads((runs / "log" / "test_metrics.json").read_text())
+    assert saved["force_mae_meV_per_A_by_element"] == by_element
