@@ -89,6 +89,7 @@ def from_e3nn(x: Tensor, irreps) -> Tensor:
     once, in order, with one multiplicity ``C`` (any parities).
     """
     entries = _parse_irreps(irreps)
+    _check_parity(irreps)
     muls = {mul for mul, _ in entries}
     ls = [l for _, l in entries]
     if ls != list(range(len(ls))) or len(muls) != 1:
@@ -109,6 +110,22 @@ def from_e3nn(x: Tensor, irreps) -> Tensor:
         )
         start += size
     return torch.cat(out, dim=-2)
+
+
+def _check_parity(irreps) -> None:
+    """The layout holds one parity rule for all degrees: natural ``(-1)^l`` (``0e+1o+2e``,
+    or e3nn's ``y``) or pseudo ``-(-1)^l`` (``0o+1e+2o``); a mix is an error."""
+    kinds = set()
+    for term in str(irreps).replace(" ", "").split("+"):
+        if term:
+            l, parity = int(term.rpartition("x")[2][:-1]), term[-1]
+            if parity != "y":
+                kinds.add("natural" if (parity == "e") == (l % 2 == 0) else "pseudo")
+    if len(kinds) > 1:
+        raise ValueError(
+            f"irreps {irreps!s} mix natural (0e+1o+2e...) and pseudo (0o+1e+2o...) parities; "
+            "a spherical-channel tensor holds one of them"
+        )
 
 
 def _parse_irreps(irreps) -> list[tuple[int, int]]:

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from geobasis.o3 import random_orthogonal, random_rotation, wigner_D
+from geobasis.o3.layout import degree_slice
 
 __all__ = [
     "assert_equivariant",
@@ -98,6 +101,19 @@ class _Spec:
     degree: int | None = None  # for spherical kinds
     pseudo: bool = False
     level: str | None = None  # node / edge / graph / None (auto)
+    irreps: tuple = ()  # for e3nn irreps strings: ((mul, l, parity), ...)
+
+
+def _irreps(text: str) -> tuple:
+    """``((mul, l, parity), ...)`` of an e3nn irreps string such as ``"16x0e+8x1o"``."""
+    terms = []
+    for term in text.replace(" ", "").split("+"):
+        match = re.fullmatch(r"(?:(\d+)x)?(\d+)([eo])", term)
+        if not match:
+            return ()
+        mul, l, parity = match.groups()
+        terms.append((int(mul or 1), int(l), 1 if parity == "e" else -1))
+    return tuple(terms)
 
 
 def _parse_kind(name: str, kind: Any) -> _Spec:
@@ -116,9 +132,13 @@ def _parse_kind(name: str, kind: Any) -> _Spec:
         known = ("invariant", "position", "vector", "pseudovector", "forces", "cell", "index")
         if kind in known:
             return _Spec(kind, None, False, level)
+        irreps = _irreps(kind)
+        if irreps:
+            return _Spec("irreps", None, False, level, irreps)
     raise ValueError(
         f"{name}: unknown kind {kind!r}; use one of 'invariant', 'position', 'vector', "
-        "'pseudovector', 'forces', 'cell', 'index', an int L (spherical-channel) or 'pseudo:L'"
+        "'pseudovector', 'forces', 'cell', 'index', an int L (spherical-channel), 'pseudo:L' "
+        "or an e3nn irreps string ('16x0e+8x1o', e3nn's flat layout)"
     )
 
 
@@ -169,6 +189,8 @@ class _Context:
     def level_of(self, name: str, value: Tensor, spec: _Spec) -> str:
         if spec.level is not None:
             return spec.level
+        if spec.kind == "index" and value.dim() == 2 and value.shape[1] == self.num_edges:
+            return "edge"  # an edge_index [2, E]
         if spec.kind == "cell":
             return "global" if value.dim() == 2 and self.num_graphs == 1 else "graph"
         lead = value.shape[0] if value.dim() > 0 else None
@@ -245,9 +267,36 @@ def _apply(
         else:
             Dg = D[graph].reshape(graph.shape[0], *([1] * (value.dim() - 3)), *D.shape[-2:])
             out = torch.matmul(Dg, value)
+    elif kind == "irreps":
+        out = _apply_irreps(value, spec, graph, elem, lmax_cache)
     else:  # pragma: no cover - guarded by _parse_kind
         raise AssertionError(kind)
     return out
+
+
+def _apply_irreps(value: Tensor, spec: _Spec, graph, elem: _Element, cache: dict) -> Tensor:
+    """e3nn flat layout: block-diagonal Wigner matrices, ``mul`` copies per irrep, the
+    parity factor ``p (-1)^l`` under reflections."""
+    dim = sum(mul * (2 * l + 1) for mul, l, _ in spec.irreps)
+    if value.shape[-1] != dim:
+        raise ValueError(f"irreps output needs last dimension {dim}, got {tuple(value.shape)}")
+    key = ("irreps", spec.irreps, elem.name, id(elem))
+    if key not in cache:
+        R = elem.R.to(value)
+        lmax = max(l for _, l, _ in spec.irreps)
+        natural, pseudo = wigner_D(lmax, R), wigner_D(lmax, R, pseudo=True)
+        blocks = []
+        for mul, l, parity in spec.irreps:
+            D = natural if parity == (-1) ** l else pseudo
+            block = D[:, degree_slice(l), degree_slice(l)]
+            blocks += [block] * mul
+        cache[key] = torch.stack([torch.block_diag(*(b[g] for b in blocks))
+                                  for g in range(R.shape[0])])  # fmt: skip
+    D = cache[key]
+    if graph is None:
+        return value @ D[0].T
+    Dg = D[graph].reshape(graph.shape[0], *([1] * (value.dim() - 2)), dim, dim)
+    return torch.matmul(Dg, value.unsqueeze(-1)).squeeze(-1)
 
 
 def _expand(per_row: Tensor, like: Tensor) -> Tensor:
@@ -319,6 +368,26 @@ def check_equivariance(
     energy_key: str = "energy",
 ) -> EquivarianceReport:
     """Like :func:`assert_equivariant`, but return the :class:`EquivarianceReport`, never raise."""
+    with _modules_in_dtype(model, dtype):
+        return _check_equivariance(
+            model, data, outputs, inputs, transformations, trials, atol, rtol, seed, dtype,
+            energy_key,
+        )  # fmt: skip
+
+
+def _check_equivariance(
+    model: Callable[..., Any],
+    data: Any,
+    outputs: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    transformations: Iterable[str] = TRANSFORMATIONS,
+    trials: int = 2,
+    atol: float = 1e-9,
+    rtol: float = 1e-8,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    energy_key: str = "energy",
+) -> EquivarianceReport:
     gen = torch.Generator().manual_seed(seed)
     run = _prepare_model(model, dtype)
     fields, call, batch, num_graphs, edge_index = _prepare_data(data, inputs, dtype)
@@ -411,6 +480,36 @@ def assert_equivariant(
         broken = ", ".join(f"{o!r} under {t}" for t, o in report.failures)
         raise EquivarianceError(f"not equivariant: {broken}\n{report}", report)
     return report
+
+
+@contextmanager
+def _modules_in_dtype(model: Callable[..., Any], dtype: torch.dtype):
+    """A plain function (not a Module) that closes over modules (or a bound method of one)
+    runs with those modules in ``dtype``; they are cast back afterwards (float32 -> float64
+    -> float32 is exact)."""
+    found = [] if isinstance(model, nn.Module) else _closure_modules(model)
+    before = [next((p.dtype for p in m.parameters() if p.is_floating_point()), None)
+              for m in found]  # fmt: skip
+    for module in found:
+        module.to(dtype)
+    try:
+        yield
+    finally:
+        for module, original in zip(found, before, strict=True):
+            if original is not None:
+                module.to(original)
+
+
+def _closure_modules(function: Callable[..., Any]) -> list[nn.Module]:
+    owner = getattr(function, "__self__", None)
+    cells = []
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    candidates = ([owner] if owner is not None else []) + cells
+    return [m for m in candidates if isinstance(m, nn.Module)]
 
 
 def _prepare_model(model: Callable[..., Any], dtype: torch.dtype) -> Callable[..., Any]:

@@ -59,3 +59,15 @@ def test_errors():
         from_e3nn(torch.randn(2, 11), "1x0e+2x1o")
     with pytest.raises(ValueError, match="need"):
         from_e3nn(torch.randn(2, 5), "1x0e+1x1o")
+
+
+def test_from_e3nn_refuses_mixed_parities():
+    """``from_e3nn(x, "8x0e+8x1e")`` used to accept the wrong parity silently."""
+    import pytest
+
+    from geobasis.o3 import from_e3nn
+
+    x = torch.randn(5, 32)
+    assert from_e3nn(x, "8x0e+8x1o").shape == from_e3nn(x, "8x0o+8x1e").shape == (5, 4, 8)
+    with pytest.raises(ValueError, match="mix natural .* and pseudo"):
+        from_e3nn(x, "8x0e+8x1e")

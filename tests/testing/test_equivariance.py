@@ -2,6 +2,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from torch import nn
+from torch_geometric.data import Data
 
 from geobasis.o3 import spherical_harmonics
 from geobasis.testing import EquivarianceError, assert_equivariant, check_equivariance
@@ -182,3 +183,48 @@ def test_pytest_plugin_fixtures(random_rotation64, random_reflection64, water, a
     assert torch.linalg.det(random_reflection64) < 0
     assert water.num_nodes == 3
     assert callable(assert_equivariant)
+
+
+def test_e3nn_irreps_strings_are_output_kinds_and_parity_is_checked():
+    """An e3nn model's flat output is declared with its irreps string; a wrong parity
+    fails under reflections instead of passing silently."""
+    from geobasis.o3 import to_e3nn
+    from geobasis.testing import ToyPotential
+
+    toy = ToyPotential(lmax=2, channels=4)
+
+    def flat(data):
+        return {"flat": to_e3nn(toy(data)["features"])}
+
+    mol = Data(pos=torch.randn(7, 3), z=torch.randint(1, 9, (7,)))
+    assert assert_equivariant(flat, mol, outputs={"flat": "4x0e+4x1o+4x2e"}).ok
+    with pytest.raises(EquivarianceError):
+        assert_equivariant(flat, mol, outputs={"flat": "4x0e+4x1e+4x2e"})
+
+
+def test_edge_index_level_is_inferred_in_a_batch():
+    """A PyG batch with ``edge_index`` needed ``{'kind': 'index', 'level': 'edge'}``."""
+    from torch_geometric.data import Batch
+
+    from geobasis.graph import radius_graph
+    from geobasis.testing import ToyPotential
+
+    graphs = [Data(pos=torch.randn(n, 3) * 1.5, z=torch.randint(1, 9, (n,))) for n in (6, 5)]
+    for graph in graphs:
+        graph.edge_index = radius_graph(graph.pos, 3.0)
+    batch = Batch.from_data_list(graphs)
+    assert assert_equivariant(ToyPotential(), batch, outputs={"energy": "invariant"}).ok
+
+
+def test_a_plain_function_over_a_float32_module_runs_in_float64():
+    """The toolkit casts a Module to float64; a function closing over one failed with a
+    dtype error. Its modules are cast for the check and back afterwards, exactly."""
+    from geobasis.testing import ToyPotential
+
+    toy = ToyPotential(lmax=1, channels=3)
+    before = [p.detach().clone() for p in toy.parameters()]
+    mol = Data(pos=torch.randn(6, 3), z=torch.randint(1, 9, (6,)))
+    assert assert_equivariant(lambda d: {"energy": toy(d)["energy"]}, mol,
+                              outputs={"energy": "invariant"}).ok  # fmt: skip
+    assert all(p.dtype == torch.float32 for p in toy.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, toy.parameters(), strict=True))
