@@ -83,6 +83,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from geobasis.data import load_dataset, prepare
     from geobasis.nn import load_model
     from geobasis.serialization import load_checkpoint
@@ -96,6 +98,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig.from_dict(state["config"])
         structures, title = test_structures(config, progress=not args.quiet), "test split"
+    model.check_elements(torch.cat([s.z for s in structures]), args.allow_unseen, "--allow-unseen")
     prepared = prepare(structures, model.cutoff, next(model.parameters()).dtype)
     report = evaluate(model, prepared)
     report.pop("predictions")
@@ -119,6 +122,7 @@ def _md(args: argparse.Namespace) -> int:
         args.seed,
         args.trajectory,
         progress=not args.quiet,
+        allow_unseen=args.allow_unseen,
     )
     print(
         f"{report['ensemble'].upper()} {report['time_ps']:.2f} ps, {report['steps']} steps, "
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geobasis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
         "check", help="evaluate the bases and check equivariance of the built-in operations"
@@ -218,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="runs/<name>/best.pt")
     evaluate.add_argument("--data", help="dataset spec (default: the run's test split)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--allow-unseen", action="store_true",
+                          help="score structures with elements the model never saw")  # fmt: skip
     evaluate.set_defaults(func=_evaluate)
     md = sub.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
     md.add_argument("checkpoint", help="runs/<name>/best.pt")
@@ -229,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--trajectory", help="write an ASE .traj file")
     md.add_argument("--report", help="write the energies and drift as JSON")
-    md.add_argument("--quiet", action="store_true")
+    md.add_argument("--quiet", action="store_true", help="no progress bar")
+    md.add_argument("--allow-unseen", action="store_true",
+                    help="run with elements the model never saw in training")  # fmt: skip
     md.set_defaults(func=_md)
     return parser
 
@@ -240,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError, FloatingPointError) as error:  # one line, no traceback
-        print(f"geobasis {args.command}: error: {error}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"geobasis {args.command}: error: {error} (--debug shows where)", file=sys.stderr)
         return 2
 
 

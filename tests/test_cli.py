@@ -23,3 +23,29 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "geobasis.cli", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "check" in result.stdout
+
+
+def test_errors_are_one_line_and_debug_shows_the_traceback(capsys):
+    import pytest
+
+    from geobasis.cli import main
+    from geobasis.typing import WITH_CUDA
+
+    if not WITH_CUDA:
+        assert main(["train", "--device", "cuda", "--epochs", "1"]) == 2
+        error = capsys.readouterr().err
+        assert "device: 'cuda' but this torch sees no CUDA device" in error
+        assert len(error.strip().splitlines()) == 1
+    assert main(["evaluate", "missing.pt"]) == 2
+    assert "no checkpoint at missing.pt" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "evaluate", "missing.pt"])
+
+
+def test_device_auto_picks_what_exists():
+    import torch
+
+    from geobasis.train.run import _check_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert _check_device("auto").type == expected

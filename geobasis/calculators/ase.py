@@ -21,7 +21,10 @@ __all__ = ["GeoBasisCalculator"]
 
 
 class GeoBasisCalculator(Calculator):
-    """``GeoBasisCalculator("runs/<name>/best.pt")`` or ``GeoBasisCalculator(model=...)``."""
+    """``GeoBasisCalculator("runs/<name>/best.pt")`` or ``GeoBasisCalculator(model=...)``.
+
+    Elements the model never saw in training are an error unless ``allow_unseen=True``.
+    """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
@@ -31,6 +34,7 @@ class GeoBasisCalculator(Calculator):
         model: AtomisticModel | None = None,
         device: str = "cpu",
         dtype: torch.dtype = torch.float64,
+        allow_unseen: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -44,10 +48,12 @@ class GeoBasisCalculator(Calculator):
             model = copy.deepcopy(model)
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
+        self.allow_unseen = allow_unseen
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        self.model.check_elements(torch.as_tensor(atoms.numbers), self.allow_unseen)
         data = Data(
             pos=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
             z=torch.tensor(atoms.numbers, dtype=torch.long, device=self.device),

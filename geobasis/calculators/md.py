@@ -25,6 +25,7 @@ def run_md(
     trajectory: str | Path | None = None,
     log_every: int = 20,
     progress: bool = True,
+    allow_unseen: bool = False,
 ) -> dict:
     """Run MD from ``structure`` (an ``ase.build.molecule`` name or a file ASE reads).
 
@@ -48,7 +49,7 @@ def run_md(
         atoms = read(path)
     else:
         atoms = molecule("CH3CH2OH" if structure == "ethanol" else structure)
-    atoms.calc = GeoBasisCalculator(checkpoint)
+    atoms.calc = GeoBasisCalculator(checkpoint, allow_unseen=allow_unseen)
     rng = np.random.RandomState(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)

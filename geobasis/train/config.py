@@ -72,7 +72,7 @@ class TrainConfig:
     name: str | None = _f(None, "run folder name under runs_dir (default: a timestamp)")
     runs_dir: str = _f("runs", "folder holding the run folders")
     seed: int = _f(0, "seed of splits, initialisation and batch order")
-    device: str = _f("cpu", "torch device, e.g. 'cpu' or 'cuda'")
+    device: str = _f("cpu", "torch device: 'cpu', 'cuda', 'cuda:1', or 'auto' (CUDA if available)")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     checkpoint_every: int = _f(0, "steps between mid-epoch checkpoints (0: end of epoch)")
     compile: bool = _f(False, "torch.compile the energies and forces of the training step "

@@ -76,6 +76,8 @@ def _distributed() -> tuple[int, int, bool]:
 def _check_device(device: str) -> torch.device:
     from geobasis.typing import WITH_CUDA
 
+    if device == "auto":
+        return torch.device("cuda" if WITH_CUDA else "cpu")
     try:
         parsed = torch.device(device)
     except RuntimeError as error:

@@ -85,3 +85,15 @@ def test_caller_model_is_untouched_and_per_atom_energies_sum_to_the_energy():
     with torch.inference_mode():  # an ASE driver inside inference mode still gets forces
         atoms.positions = atoms.positions + 0.01
         assert np.isfinite(atoms.get_forces()).all() and np.abs(atoms.get_forces()).max() > 0
+
+
+def test_elements_never_seen_in_training_are_refused_unless_allowed():
+    model = _model()
+    model.fit_reference_energies(torch.tensor([1, 6, 8]), torch.tensor([0, 1, 2]),
+                                 torch.tensor([-13.6, -1029.0, -2040.0]))  # fmt: skip
+    atoms = molecule("CF4")  # fluorine: not in the training data
+    atoms.calc = GeoBasisCalculator(model=model)
+    with pytest.raises(ValueError, match=r"elements \[9\] were not in this model's training"):
+        atoms.get_potential_energy()
+    atoms.calc = GeoBasisCalculator(model=model, allow_unseen=True)
+    assert np.isfinite(atoms.get_potential_energy())

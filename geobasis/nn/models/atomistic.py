@@ -101,6 +101,8 @@ class AtomisticModel(nn.Module):
         super().__init__()
         self.register_buffer("reference_energies", torch.zeros(NUM_ELEMENTS))
         self.register_buffer("energy_scale", torch.ones(()))
+        #: elements seen in training (set by fit_reference_energies; all False before)
+        self.register_buffer("trained_elements", torch.zeros(NUM_ELEMENTS, dtype=torch.bool))
         self._compiled: Callable | None = None
 
     # ------------------------------------------------------------------ options
@@ -203,6 +205,7 @@ class AtomisticModel(nn.Module):
         scale = torch.sqrt((residual**2).sum() / atoms.sum()).clamp(min=1e-3)
         self.reference_energies.copy_(reference)
         self.energy_scale.fill_(float(scale))
+        self.trained_elements.copy_(present)
         return self.reference_energies
 
     # ------------------------------------------------------------------ forward
@@ -302,9 +305,30 @@ class AtomisticModel(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def upgrade_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Rename the keys of a state dict written by an earlier layout of the model
-        (subclasses override; the default changes nothing)."""
+        """Fill in what a state dict written by an earlier layout of the model lacks
+        (subclasses rename their own keys and call this)."""
+        if "trained_elements" not in state_dict and "reference_energies" in state_dict:
+            state_dict["trained_elements"] = state_dict["reference_energies"] != 0
         return state_dict
+
+    def unseen_elements(self, z: Tensor) -> list[int]:
+        """Atomic numbers in ``z`` that the model was not trained on (empty when the model
+        records no training data)."""
+        if not bool(self.trained_elements.any()):
+            return []
+        present = torch.unique(z.long()).to(self.trained_elements.device)
+        return present[~self.trained_elements[present]].tolist()
+
+    def check_elements(self, z: Tensor, allow_unseen: bool = False, flag: str = "") -> None:
+        """Raise a clear error for elements the model never saw in training, unless
+        ``allow_unseen`` (then their reference energies are zero: predictions are guesses)."""
+        unseen = self.unseen_elements(z)
+        if unseen and not allow_unseen:
+            trained = torch.nonzero(self.trained_elements).flatten().tolist()
+            raise ValueError(
+                f"elements {unseen} were not in this model's training data (trained on "
+                f"{trained}); pass {flag or 'allow_unseen=True'} to predict anyway"
+            )
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
         """``nn.Module.load_state_dict`` after :meth:`upgrade_state_dict`."""

@@ -150,4 +150,4 @@ class Potential(AtomisticModel):
         for key in old:
             frequencies = state_dict.pop(key)
             state_dict.setdefault("edge_embedding.radial_basis.frequencies", frequencies)
-        return state_dict
+        return super().upgrade_state_dict(state_dict)
