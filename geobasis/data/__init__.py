@@ -6,11 +6,12 @@ generator and :class:`QM9` (``qm9.py``); ``geobasis.data.sph``: a deterministic 
 compressible SPH solver (particle data for :class:`geobasis.nn.SFBCConv`).
 """
 
-from geobasis.data.datasets import Splits, load_dataset, prepare, split
+from geobasis.data.datasets import Splits, load_dataset, prepare, read, read_npz, split
 from geobasis.data.molecules import (
     RadiusGraph,
     cache_dir,
     random_split,
+    read_ase,
     read_extxyz,
     read_rmd17,
     xtb_md_dataset,
@@ -27,6 +28,8 @@ from geobasis.data.sph import (
 
 __all__ = [
     "load_dataset",
+    "read",
+    "read_npz",
     "split",
     "prepare",
     "Splits",
@@ -34,6 +37,7 @@ __all__ = [
     "random_split",
     "read_rmd17",
     "read_extxyz",
+    "read_ase",
     "xtb_md_dataset",
     "cache_dir",
     "QM9",

@@ -6,7 +6,8 @@ A *spec* names a dataset in one string:
 ``xtb:<molecule>``     GFN2-xTB molecular dynamics generated on the spot (cached)
 ``qm9[:T[:N]]``        QM9 target ``T`` (default U0), first ``N`` molecules; energies only
 ``path.npz``           an rMD17 file (``nuclear_charges``, ``coords``, ``energies``, ``forces``)
-``path.xyz``           extended XYZ (ASE): energies, forces, cell and stress when present
+any other file         anything ASE reads (extended XYZ, ASE ``.db``, ``.traj``): energies,
+                       forces, stress and cell, under ``--energy-key`` etc. when renamed
 =====================  =================================================================
 
 A new format is one reader in :mod:`geobasis.data.molecules` plus one branch of
@@ -20,41 +21,87 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
 from geobasis.data.molecules import (
     RadiusGraph,
+    _structure,
     cache_dir,
     random_split,
-    read_extxyz,
+    read_ase,
     read_rmd17,
     xtb_md_dataset,
 )
 
-__all__ = ["load_dataset", "split", "prepare", "Splits"]
+__all__ = ["load_dataset", "read", "read_npz", "split", "prepare", "Splits"]
 
 
 def load_dataset(
-    spec: str, num_frames: int = 1000, seed: int = 0, progress: bool = True
+    spec: str,
+    num_frames: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
 ) -> list[Data]:
     """The structures named by ``spec`` (see the module docstring).
 
-    ``num_frames`` and ``seed`` are those of generated (``xtb:``) data.
+    ``num_frames`` and ``seed`` are those of generated (``xtb:``) data; the keys name where
+    a file stores its labels (:func:`read`).
     """
     if spec.startswith("xtb:"):
         return xtb_md_dataset(spec[4:], num_frames=num_frames, seed=seed, progress=progress)
     if spec.startswith("qm9"):
         return _load_qm9(spec)
-    path = Path(spec)
+    return read(spec, energy_key, forces_key, stress_key)
+
+
+def read(
+    path: str | Path,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+) -> list[Data]:
+    """Structures of a file: an ``.npz`` (rMD17, or any arrays with ``energy_key`` and
+    ``forces_key`` naming energies ``[F]`` in eV and forces ``[F, N, 3]`` in eV/Å beside
+    species ``z``/``nuclear_charges`` and positions ``R``/``coords``), else anything ASE
+    reads (extended XYZ, ASE ``.db``, ``.traj``, ...) with labels under the given keys.
+
+    Every structure is checked (finite values, integer species); float64 throughout.
+    """
+    path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"data: no such file {spec!r} (or use 'xtb:<molecule>')")
+        raise FileNotFoundError(f"data: no such file {str(path)!r} (or use 'xtb:<molecule>')")
     if path.suffix == ".npz":
-        return read_rmd17(path)
-    if path.suffix in (".xyz", ".extxyz"):
-        return read_extxyz(path)
-    raise ValueError(f"data: unknown format of {spec!r}; use an rMD17 .npz or an extended .xyz")
+        if energy_key is None and forces_key is None:
+            return read_rmd17(path)
+        return read_npz(path, energy_key or "energies", forces_key or "forces")
+    if path.suffix in (".csv", ".txt", ".json", ".yaml"):
+        raise ValueError(f"data: unknown format of {str(path)!r}; use .npz or a file ASE reads")
+    return read_ase(path, ":", energy_key, forces_key, stress_key)
+
+
+def read_npz(path: Path, energy_key: str, forces_key: str) -> list[Data]:
+    """An ``.npz`` with mapped keys (eV, eV/Å, Å): species ``z``, ``Z`` or
+    ``nuclear_charges``; positions ``R``, ``coords`` or ``positions``."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    species = next((arrays[k] for k in ("z", "Z", "nuclear_charges") if k in arrays), None)
+    positions = next((arrays[k] for k in ("R", "coords", "positions") if k in arrays), None)
+    found = {"species (z)": species, "positions (R)": positions}
+    found.update({energy_key: arrays.get(energy_key), forces_key: arrays.get(forces_key)})
+    missing = [name for name, value in found.items() if value is None]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}; the file has {sorted(arrays)}")
+    energies, forces = arrays[energy_key].reshape(-1), arrays[forces_key]
+    return [
+        _structure(species, positions[f], energies[f], forces[f], where=f"{path}: frame {f}")
+        for f in range(positions.shape[0])
+    ]
 
 
 def _load_qm9(spec: str) -> list[Data]:

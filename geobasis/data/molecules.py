@@ -137,44 +137,89 @@ def read_rmd17(path: str | os.PathLike) -> list[Data]:
 
 def read_extxyz(path: str | os.PathLike, index: str = ":") -> list[Data]:
     """Read an extended XYZ file with ASE (energy, forces, stress and cell when present)."""
+    return read_ase(path, index)
+
+
+def read_ase(
+    path: str | os.PathLike,
+    index: str = ":",
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+) -> list[Data]:
+    """Read any file ASE reads (extended XYZ, ASE ``.db``, ``.traj``, ...): energies in eV,
+    forces in eV/Å, stress and cell when present.
+
+    The keys name where the labels are stored (``atoms.info[energy_key]``,
+    ``atoms.arrays[forces_key]``, ``atoms.info[stress_key]``); by default the calculator's
+    results, then ``info["energy"]`` / ``arrays["forces"]`` / ``info["stress"]``.
+    """
     from ase.io import read
 
     path = Path(path)
     try:
-        images = read(path, index=index)
+        images = _ase_db_images(path) if path.suffix == ".db" else read(path, index=index)
     except Exception as error:  # ASE raises many kinds on a bad file
-        raise ValueError(f"{path}: cannot read as extended XYZ: {error}") from error
+        raise ValueError(f"{path}: cannot read with ASE: {error}") from error
     images = images if isinstance(images, list) else [images]
-    out = []
-    for n, atoms in enumerate(images):
-        energy = atoms.info.get("energy", atoms.info.get("Energy"))
-        forces = atoms.arrays.get("forces")
-        stress = atoms.info.get("stress")
-        if atoms.calc is not None:
-            results = atoms.calc.results
-            energy = results.get("energy", energy)
-            forces = results.get("forces", forces)
-            stress = results.get("stress", stress)
-        if stress is not None and np.size(stress) == 6:  # Voigt -> full
-            from ase.stress import voigt_6_to_full_3x3_stress
+    keys = (energy_key, forces_key, stress_key)
+    return [
+        _ase_structure(atoms, f"{path}: structure {n}", *keys) for n, atoms in enumerate(images)
+    ]
 
-            stress = voigt_6_to_full_3x3_stress(stress)
-        periodic = bool(np.any(atoms.pbc))
-        if energy is None:
-            raise ValueError(f"{path}: structure {n} has no energy")
-        out.append(
-            _structure(
-                atoms.numbers,
-                atoms.positions,
-                energy,
-                forces,
-                atoms.cell.array if periodic else None,
-                atoms.pbc if periodic else None,
-                stress,
-                where=f"{path}: structure {n}",
+
+def _ase_db_images(path: Path) -> list:
+    """The rows of an ASE database as Atoms, their key-value pairs in ``info`` and their
+    per-atom ``data`` arrays in ``arrays`` (``ase.io.read`` keeps neither)."""
+    from ase.db import connect
+
+    images = []
+    for row in connect(path).select():
+        atoms = row.toatoms()
+        atoms.info.update(row.key_value_pairs)
+        for key, value in row.data.items():
+            value = np.asarray(value)
+            if value.shape[:1] == (len(atoms),):
+                atoms.arrays[key] = value
+            else:
+                atoms.info[key] = value
+        images.append(atoms)
+    return images
+
+
+def _ase_structure(atoms, where: str, energy_key, forces_key, stress_key) -> Data:
+    results = atoms.calc.results if atoms.calc is not None else {}
+    energy = _label(atoms.info, energy_key, results, "energy", where, ("Energy",))
+    forces = _label(atoms.arrays, forces_key, results, "forces", where)
+    stress = _label(atoms.info, stress_key, results, "stress", where)
+    if energy is None:
+        raise ValueError(f"{where}: no energy (set energy_key / --energy-key to its name)")
+    if stress is not None and np.size(stress) == 6:  # Voigt -> full
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        stress = voigt_6_to_full_3x3_stress(stress)
+    periodic = bool(np.any(atoms.pbc))
+    cell = atoms.cell.array if periodic else None
+    pbc = atoms.pbc if periodic else None
+    return _structure(atoms.numbers, atoms.positions, energy, forces, cell, pbc, stress, where)
+
+
+def _label(store: dict, key: str | None, results: dict, default: str, where: str, aliases=()):
+    """A label by its key (an error naming the key and what exists when it is missing), or
+    the calculator's result / the default names when no key is given."""
+    if key is not None:
+        if key not in store and key not in results:
+            raise ValueError(
+                f"{where}: no {default} under the key {key!r}; found {sorted(store)}"
+                + (f" and calculator results {sorted(results)}" if results else "")
             )
-        )
-    return out
+        return store.get(key, results.get(key))
+    if default in results:
+        return results[default]
+    for name in (default, *aliases):
+        if name in store:
+            return store[name]
+    return None
 
 
 def cache_dir() -> Path:

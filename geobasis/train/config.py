@@ -52,6 +52,11 @@ class TrainConfig:
     train_size: int | float = _f(800, "training structures (count, or fraction if < 1.0)")
     val_size: int | float = _f(100, "validation structures (count or fraction)")
     test_size: int | float = _f(100, "test structures (count or fraction)")
+    energy_key: str | None = _f(None, "name of the energies in the data file (ASE info key or "
+                                ".npz array; default: the format's own)")  # fmt: skip
+    forces_key: str | None = _f(None, "name of the forces in the data file (ASE arrays key "
+                                "or .npz array)")  # fmt: skip
+    stress_key: str | None = _f(None, "name of the stress in the data file (ASE info key)")
     # model
     model: str = _f("potential", "the model (geobasis.nn.MODELS)", tuple(MODELS))
     model_options: dict[str, Any] = _f(dict, "options of the model (see the model flags)")

@@ -114,6 +114,10 @@ def open_run(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict
     return config, run_dir, state
 
 
+def _keys(config: TrainConfig) -> tuple[str | None, str | None, str | None]:
+    return config.energy_key, config.forces_key, config.stress_key
+
+
 @dataclass
 class TrainingData:
     """Prepared (graphs, model dtype) training, validation and test structures."""
@@ -128,10 +132,12 @@ def load_training_data(
     config: TrainConfig, dtype: torch.dtype, progress: bool = True
 ) -> TrainingData:
     """The dataset of ``config`` split and prepared with the model's cutoff."""
-    structures = load_dataset(config.data, config.num_frames, config.seed, progress)
+    structures = load_dataset(config.data, config.num_frames, config.seed, progress, *_keys(config))
     test_source = structures
     if config.test_data:
-        test_source = load_dataset(config.test_data, config.num_frames, config.seed, progress)
+        test_source = load_dataset(
+            config.test_data, config.num_frames, config.seed, progress, *_keys(config)
+        )
     splits = split(
         len(structures),
         config.train_size,
@@ -160,7 +166,7 @@ def test_structures(config: TrainConfig, progress: bool = True) -> list:
     """The test split of a run's ``config`` (unprepared): the same structures training
     tested on, drawn again from the same seed."""
     source = config.test_data or config.data
-    structures = load_dataset(source, config.num_frames, config.seed, progress)
+    structures = load_dataset(source, config.num_frames, config.seed, progress, *_keys(config))
     if config.test_data:
         count = config.test_size if isinstance(config.test_size, int) else len(structures)
         return structures[:count]

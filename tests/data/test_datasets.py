@@ -86,3 +86,33 @@ def test_unreadable_npz_names_the_file(tmp_path):
     np.savez(tmp_path / "objects.npz", coords=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="objects.npz: cannot read the .npz file"):
         load_dataset(str(tmp_path / "objects.npz"))
+
+
+def test_ase_database_and_renamed_keys(tmp_path):
+    """An ASE ``.db`` was refused and labels under other names could not be read."""
+    from ase.build import molecule
+    from ase.db import connect
+
+    from geobasis.data import read
+
+    rng = np.random.default_rng(1)
+    with connect(tmp_path / "set.db") as db:
+        for k in range(3):
+            atoms = molecule("H2O")
+            atoms.positions += rng.normal(scale=0.05, size=(3, 3))
+            db.write(atoms, data={"dft_forces": rng.normal(size=(3, 3))}, dft_energy=-14.0 + k)
+    structures = read(tmp_path / "set.db", energy_key="dft_energy", forces_key="dft_forces")
+    assert [float(s.energy) for s in structures] == [-14.0, -13.0, -12.0]
+    assert structures[0].forces.shape == (3, 3)
+    with pytest.raises(ValueError, match="no energy under the key 'energy_pbe'"):
+        read(tmp_path / "set.db", energy_key="energy_pbe")
+
+
+def test_npz_with_mapped_keys(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "own.npz", z=np.array([8, 1, 1]), R=rng.normal(size=(4, 3, 3)),
+             E=rng.normal(size=(4, 1)), F=rng.normal(size=(4, 3, 3)))  # fmt: skip
+    structures = load_dataset(str(tmp_path / "own.npz"), energy_key="E", forces_key="F")
+    assert len(structures) == 4 and structures[2].forces.shape == (3, 3)
+    with pytest.raises(ValueError, match=r"missing \['Energies'\]"):
+        load_dataset(str(tmp_path / "own.npz"), energy_key="Energies", forces_key="F")
