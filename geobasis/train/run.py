@@ -128,11 +128,22 @@ class TrainingData:
     splits: Splits
 
 
+PYTHON_DATA = "<python>"  # config.data of a run given its structures from Python
+
+
 def load_training_data(
-    config: TrainConfig, dtype: torch.dtype, progress: bool = True
+    config: TrainConfig, dtype: torch.dtype, progress: bool = True, dataset=None
 ) -> TrainingData:
-    """The dataset of ``config`` split and prepared with the model's cutoff."""
-    structures = load_dataset(config.data, config.num_frames, config.seed, progress, *_keys(config))
+    """The dataset of ``config`` (or ``dataset``, structures passed from Python) split and
+    prepared with the model's cutoff."""
+    if dataset is not None:
+        structures = list(dataset)
+    elif config.data == PYTHON_DATA:
+        raise ValueError("data: this run trained on structures passed from Python; pass them "
+                         "again with train(..., dataset=...)")  # fmt: skip
+    else:
+        keys = _keys(config)
+        structures = load_dataset(config.data, config.num_frames, config.seed, progress, *keys)
     test_source = structures
     if config.test_data:
         test_source = load_dataset(
@@ -166,6 +177,8 @@ def test_structures(config: TrainConfig, progress: bool = True) -> list:
     """The test split of a run's ``config`` (unprepared): the same structures training
     tested on, drawn again from the same seed."""
     source = config.test_data or config.data
+    if source == PYTHON_DATA:
+        raise ValueError("data: the run trained on structures passed from Python; give --data")
     structures = load_dataset(source, config.num_frames, config.seed, progress, *_keys(config))
     if config.test_data:
         count = config.test_size if isinstance(config.test_size, int) else len(structures)
@@ -345,13 +358,15 @@ def run_lock(run_dir: Path, enabled: bool = True) -> Iterator[None]:
         yield
 
 
-def _train(config: TrainConfig, resume: bool, progress: bool, rank: int, world: int) -> tuple:
+def _train(
+    config: TrainConfig, resume: bool, progress: bool, rank: int, world: int, dataset
+) -> tuple:
     """The run inside its lock: ``(trainer, data, run folder, seconds so far)``."""
     config, run_dir, state = open_run(config, resume)
     device = _check_device(config.device)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    data = load_training_data(config, torch.get_default_dtype(), progress)
+    data = load_training_data(config, torch.get_default_dtype(), progress, dataset)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
@@ -365,15 +380,24 @@ def _train(config: TrainConfig, resume: bool, progress: bool, rank: int, world: 
     return trainer, data, run_dir, time.perf_counter() - started
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the test metrics (rank 0, ``{}`` elsewhere)."""
+def train(
+    config: TrainConfig, resume: bool = False, progress: bool = True, dataset=None
+) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the test metrics (rank 0, ``{}`` elsewhere).
+
+    ``dataset``: the structures themselves (a list of PyG ``Data`` with ``pos``, ``z``,
+    ``energy`` and optionally ``forces``, or a PyG ``Dataset``) instead of ``config.data``;
+    the run records ``data: <python>`` and a resumed run needs them passed again.
+    """
+    if dataset is not None:
+        config.data = PYTHON_DATA
     rank, world, created_group = _distributed()
     if config.threads:
         torch.set_num_threads(config.threads)
     config.name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(config.runs_dir) / config.name
     with run_lock(run_dir, enabled=rank == 0), run_log(run_dir, enabled=rank == 0):
-        trainer, data, run_dir, seconds = _train(config, resume, progress, rank, world)
+        trainer, data, run_dir, seconds = _train(config, resume, progress, rank, world, dataset)
         checksums = trainer.parameter_checksums()
         if world > 1:
             torch.distributed.barrier()

@@ -382,3 +382,21 @@ def test_log_file_per_element_errors_and_annotated_plots(tmp_path, capsys):
     assert min(by_element.values()) > 0
     saved = json.loads((runs / "log" / "test_metrics.json").read_text())
     assert saved["force_mae_meV_per_A_by_element"] == by_element
+
+
+def test_train_takes_structures_from_python(tmp_path):
+    """A user's own list of PyG ``Data`` (or a ``Dataset``) trains without a file."""
+    from torch_geometric.data import Data
+
+    g = torch.Generator().manual_seed(0)
+    structures = [
+        Data(pos=torch.randn(3, 3, generator=g, dtype=torch.float64) + torch.eye(3) * 1.2,
+             z=torch.tensor([8, 1, 1]), energy=torch.randn(1, dtype=torch.float64),
+             forces=torch.randn(3, 3, generator=g, dtype=torch.float64))
+        for _ in range(20)
+    ]  # fmt: skip
+    config = _config(**{**TINY, "train_size": 12, "val_size": 4, "test_size": 4},
+                     runs_dir=str(tmp_path), name="py")  # fmt: skip
+    report = train(config, progress=False, dataset=structures)
+    assert report["test_structures"] == 4 and math.isfinite(report["energy_mae_meV"])
+    assert TrainConfig.from_yaml(tmp_path / "py" / "config.yaml").data == "<python>"
