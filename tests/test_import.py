@@ -42,3 +42,37 @@ def test_lazy_subpackages():
         assert "nonexistent" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_wheel_and_sdist_build_and_the_wheel_imports_on_its_own(tmp_path):
+    """Packaging: ``python -m build`` makes both; the wheel, installed alone, imports and
+    runs (its files, not the editable checkout's)."""
+    import os
+    import pathlib
+
+    import pytest
+
+    pytest.importorskip("build", reason="the test extra installs build")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(root)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    wheels, sdists = list(out.glob("*.whl")), list(out.glob("*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1
+    target = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index"]
+    subprocess.run([*install, "--target", str(target), str(wheels[0])], check=True,
+                   capture_output=True)  # fmt: skip
+    check = (
+        "import geobasis, torch; from geobasis import o3; "
+        f"assert geobasis.__file__.startswith({str(target)!r}), geobasis.__file__; "
+        "print(o3.spherical_harmonics(2, torch.randn(4, 3)).shape)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            env=env, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "torch.Size([4, 9])" in result.stdout
