@@ -80,6 +80,8 @@ class TrainConfig:
     device: str = _f("cpu", "torch device: 'cpu', 'cuda', 'cuda:1', or 'auto' (CUDA if available)")
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     checkpoint_every: int = _f(0, "steps between mid-epoch checkpoints (0: end of epoch)")
+    tensorboard: bool = _f(False, "write TensorBoard event files to runs/<name>/tensorboard "
+                           "(needs the tensorboard package)")  # fmt: skip
     compile: bool = _f(False, "torch.compile the energies and forces of the training step "
                        "(about 2x faster steps after a one-off compilation)")  # fmt: skip
 

@@ -288,6 +288,7 @@ def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bo
 
     if main_rank:
         write_metrics(run_dir / "metrics.csv", trainer.history)
+    board = _tensorboard(run_dir) if config.tensorboard and main_rank else None
     while trainer.epoch < config.epochs:
         bars = progress and main_rank and sys.stderr.isatty()  # no \r updates in log files
         loss, stopped = trainer.train_epoch(data.train, after_step, bars)
@@ -300,8 +301,25 @@ def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bo
         if main_rank:
             write_metrics(run_dir / "metrics.csv", trainer.history)
             _print_row(trainer.history[-1])
+        if board is not None:
+            for key, value in trainer.history[-1].items():
+                if key not in ("epoch", "step"):
+                    board.add_scalar(key, value, trainer.epoch)
+            board.flush()
         if stopped:
             break
+    if board is not None:
+        board.close()
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard ``SummaryWriter`` on ``run_dir/tensorboard``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("tensorboard: the tensorboard package is not installed "
+                         "(pip install tensorboard)") from None  # fmt: skip
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def write_test_report(

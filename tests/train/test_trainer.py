@@ -400,3 +400,17 @@ def test_train_takes_structures_from_python(tmp_path):
     report = train(config, progress=False, dataset=structures)
     assert report["test_structures"] == 4 and math.isfinite(report["energy_mae_meV"])
     assert TrainConfig.from_yaml(tmp_path / "py" / "config.yaml").data == "<python>"
+
+
+def test_tensorboard_event_files_hold_the_epoch_metrics(tmp_path):
+    pytest.importorskip("tensorboard", reason="the test extra installs tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = tmp_path / "runs"
+    train(_config(**{**TINY, "epochs": 2}, tensorboard=True, runs_dir=str(runs), name="tb"),
+          progress=False)  # fmt: skip
+    events = EventAccumulator(str(runs / "tb" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "lr", "val_force_mae_meV_per_A"} <= tags
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2]
