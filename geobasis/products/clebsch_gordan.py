@@ -116,8 +116,11 @@ class ClebschGordanProduct(EquivariantProduct):
         channels: number of channels ``C`` (needed for weights).
         weights: ``"internal"`` (a parameter ``[num_paths, C]``), ``"external"`` (passed to
             ``forward`` as ``[..., num_paths, C]``) or ``"none"`` (all ones).
-        paths: ``"all"``, ``"even"`` (:math:`l_1+l_2+l` even: O(3), natural parity) or
-            ``"odd"`` (pseudotensor output).
+        paths: ``"all"`` (the default, e3nn's fully connected product: equivariant under
+            rotations only, SO(3), since even and odd paths mix natural and pseudotensor
+            parity), ``"even"`` (:math:`l_1+l_2+l` even: O(3), natural parity; what
+            ``products.make("cg", ...)`` and the convolutions use) or ``"odd"``
+            (O(3), pseudotensor output).
         path_normalization: ``"element"`` (:math:`1/\sqrt{\text{fan-in}}` per output degree
             and parity class, as e3nn) or ``"none"``.
 
@@ -164,6 +167,10 @@ class ClebschGordanProduct(EquivariantProduct):
         self.max_saved_bytes = 1 << 29  # keep the coupled x2 for backward up to 512 MiB
 
     # ------------------------------------------------------------------ tables
+    def extra_repr(self) -> str:
+        group = "SO(3) only" if self.path_set == "all" else "O(3)"
+        return f"{super().extra_repr()}, paths={self.path_set!r} ({group})"
+
     def path_norms(self) -> list[float]:
         """The factor :math:`\\nu_p` of every path."""
         if self.path_normalization == "none":
