@@ -24,6 +24,11 @@ def _column(rows: list[dict], key: str) -> list[float]:
     return [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
 
 
+def _has_positive(ax) -> bool:
+    """Whether any line of ``ax`` has a finite positive value (a log axis needs one)."""
+    return any(math.isfinite(y) and y > 0 for line in ax.get_lines() for y in line.get_ydata())
+
+
 def learning_curve(metrics_csv: str | Path, path: str | Path) -> None:
     """Training and validation loss with the learning rate, and validation energy / force
     MAE per epoch (log scale); the best epoch (lowest validation loss) is marked."""
@@ -42,14 +47,16 @@ def learning_curve(metrics_csv: str | Path, path: str | Path) -> None:
     rate = axes[0].twinx()
     rate.plot(epochs, _column(rows, "lr"), color="0.6", ls=":", label="learning rate")
     rate.set_ylabel("learning rate")
-    rate.set_yscale("log")
+    if _has_positive(rate):
+        rate.set_yscale("log")
     axes[1].plot(epochs, _column(rows, "val_energy_mae_meV"), label="energy MAE (meV)")
     axes[1].plot(epochs, _column(rows, "val_force_mae_meV_per_A"), label="force MAE (meV/Å)")
     axes[1].set_ylabel("validation MAE")
     for ax in axes:
+        if _has_positive(ax):  # no validation set: nothing to put on a log axis
+            ax.set_yscale("log")
         ax.axvline(best, color="k", lw=0.8, ls="--", label=f"best epoch ({best})")
         ax.set_xlabel("epoch")
-        ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
