@@ -376,18 +376,10 @@ def check_equivariance(
 
 
 def _check_equivariance(
-    model: Callable[..., Any],
-    data: Any,
-    outputs: Mapping[str, Any] | None = None,
-    inputs: Mapping[str, Any] | None = None,
-    transformations: Iterable[str] = TRANSFORMATIONS,
-    trials: int = 2,
-    atol: float = 1e-9,
-    rtol: float = 1e-8,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
-    energy_key: str = "energy",
+    model, data, outputs, inputs, transformations, trials, atol, rtol, seed, dtype, energy_key
 ) -> EquivarianceReport:
+    """The body of :func:`check_equivariance` (same arguments, with the modules of a plain
+    function already cast to ``dtype``)."""
     gen = torch.Generator().manual_seed(seed)
     run = _prepare_model(model, dtype)
     fields, call, batch, num_graphs, edge_index = _prepare_data(data, inputs, dtype)
