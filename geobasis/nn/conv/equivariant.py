@@ -125,8 +125,13 @@ class EquivariantConv(MessagePassing):
     def embed_edges(self, pos: Tensor, edge_index: Tensor, *periodic: Tensor | None) -> Edges:
         """The :class:`~geobasis.nn.Edges` this conv reads, computed from positions;
         ``periodic`` are the ``shifts, cell, batch`` of a periodic radius graph."""
-        embedding = EdgeEmbedding(self.lmax_sh, self.num_radial, self.cutoff).to(pos)
-        return embedding(pos, edge_index, *periodic)
+        # built once, kept outside the module tree: models pass their own Edges, and the
+        # state dict (checkpoints) holds no per-conv copy of the constant basis
+        embedding = self.__dict__.get("_standalone_embedding")
+        if embedding is None:
+            embedding = EdgeEmbedding(self.lmax_sh, self.num_radial, self.cutoff)
+            self.__dict__["_standalone_embedding"] = embedding
+        return embedding.to(pos)(pos, edge_index, *periodic)
 
     def edge_weights(self, radial: Tensor) -> Tensor:
         """Per-edge product weights ``[E, *product.weight_shape]`` from the enveloped radial

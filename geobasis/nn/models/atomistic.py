@@ -50,7 +50,7 @@ def num_graphs_of(data, batch: Tensor) -> int:
     """``data.num_graphs`` when the data say it (a trailing empty graph counts), else
     ``batch.max() + 1``."""
     count = getattr(data, "num_graphs", None)
-    if isinstance(count, int) and not isinstance(data, AtomicGraph):
+    if isinstance(count, int):
         return count
     return int(batch.max()) + 1 if batch.numel() else 0
 
