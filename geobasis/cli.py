@@ -5,7 +5,8 @@ operations on random data and prints a table (exit status 1 if any check fails).
 ``geobasis train`` trains a :class:`geobasis.nn.Potential` or, with ``--model faenet``, a
 :class:`geobasis.nn.FAENet` (default: on a generated
 GFN2-xTB ethanol set) and prints the test errors; ``geobasis evaluate`` scores a
-checkpoint on a dataset.
+checkpoint on a dataset; ``geobasis md`` runs molecular dynamics; ``geobasis export``
+writes a trained model as a self-contained ``.pt2`` artifact for MD engines.
 """
 
 from __future__ import annotations
@@ -104,6 +105,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     report.pop("predictions")
     report["test_structures"] = len(prepared)
     _print_report(report, title)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from geobasis.calculators.export import export_model
+    from geobasis.nn import load_model
+
+    model = load_model(args.checkpoint)
+    start = time.perf_counter()
+    print(f"exporting {model.name} ({args.format}, {args.dtype}); AOTInductor compiles C++: "
+          "a minute or two on a CPU", flush=True)  # fmt: skip
+    path = export_model(model, args.output, args.format, getattr(torch, args.dtype))
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size:.1f} MiB) in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -226,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-unseen", action="store_true",
                           help="score structures with elements the model never saw")  # fmt: skip
     evaluate.set_defaults(func=_evaluate)
+    _add_export_parser(sub)
     md = sub.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
-    md.add_argument("checkpoint", help="runs/<name>/best.pt")
+    md.add_argument("checkpoint", help="runs/<name>/best.pt or an exported model.pt2")
     md.add_argument("--structure", default="ethanol", help="molecule name or structure file")
     md.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
     md.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -241,6 +259,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run with elements the model never saw in training")  # fmt: skip
     md.set_defaults(func=_md)
     return parser
+
+
+def _add_export_parser(sub) -> None:
+    from geobasis.calculators.export import EXPORT_FORMATS
+
+    export = sub.add_parser(
+        "export",
+        help="write a trained model as a self-contained .pt2 artifact (energy, forces, virial)",
+        description="Export for MD engines and processes that do not import geobasis "
+        "(docs/deployment.md).",
+    )
+    export.add_argument("checkpoint", help="runs/<name>/best.pt")
+    export.add_argument("output", help="the artifact to write, e.g. model.pt2")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="aoti",
+                        help="aoti: AOTInductor package (compiled, fastest; Python and C++); "
+                        "program: torch.export program (no compiler needed)")  # fmt: skip
+    export.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="precision the artifact computes in")  # fmt: skip
+    export.set_defaults(func=_export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,6 +108,12 @@ class _SharedX2Product(torch.autograd.Function):
         return None, *(s if b is None else b for s, b in zip(shared, buffers, strict=True))
 
 
+def _coupled(x2: Tensor, table: Tensor, l: int) -> Tensor:
+    """``T[b, k, q] = sum_j x2[b, j] C[q, j, k]`` as ``[B, 2l+1, K]`` (explicit sizes: the
+    view stays valid for zero rows, as an exported graph meets them)."""
+    return torch.matmul(x2, table).view(x2.shape[0], 2 * l + 1, table.shape[1] // (2 * l + 1))
+
+
 class ClebschGordanProduct(EquivariantProduct):
     r"""Weighted Clebsch–Gordan product, all allowed paths (odd ones included).
 
@@ -356,7 +362,7 @@ class ClebschGordanProduct(EquivariantProduct):
             l = group[0]
             # T[b, k, q] = sum_j x2[b, j] C[q, j, k]: channel-free, one GEMM
             table = self._table(group, weight is not None)
-            coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
+            coupled = _coupled(x2, table, l)
             group_rows = self._group_rows(x1, rows, group, offset).expand(batch, -1, -1)
             offset += group_rows.shape[1]
             if keep is not None:
@@ -413,7 +419,7 @@ class ClebschGordanProduct(EquivariantProduct):
             if kept is not None:
                 coupled = kept[n_group]
             else:
-                coupled = torch.matmul(x2, table).view(batch, 2 * l + 1, -1)
+                coupled = _coupled(x2, table, l)
             size = coupled.shape[2]
             if need_x2:
                 group_rows = self._group_rows(x1, rows, group, offset).expand(batch, -1, -1)

@@ -272,7 +272,8 @@ class GauntGridProduct(GauntProduct):
         even = torch.matmul(self._to_even1, u[:, :n_split])  # [B, P+Q, C]
         odd = torch.matmul(self._to_odd1, u[:, n_split:])  # [B, P, C]
         # per-degree x2 values [B, L2+1, 2P+Q] (a | b), then weighted: ab [B, 2P+Q, C]
-        parts = torch.matmul(x2, self._x2_both).view(batch, self.lmax2 + 1, -1)
+        width = self._x2_both.shape[1] // (self.lmax2 + 1)
+        parts = torch.matmul(x2, self._x2_both).view(batch, self.lmax2 + 1, width)
         ab = torch.matmul(parts.transpose(1, 2), w2)
         a, b = ab[:, :n_even], ab[:, n_even:]
         if y_split is not None:
