@@ -9,6 +9,8 @@ class                      computes                                    cost per 
                            grid, per-degree weights before and after
 ``GauntFourierProduct``    the same product through 2-D Fourier        O(L^3)
                            coefficients and FFTs
+``SO2Product``             the CG product with edge harmonics as       O(L^3)
+                           per-m SO(2) maps in the edge frame (eSCN)
 =========================  ==========================================  ===============
 
 By name: ``geobasis.products.make(name, ...)`` and :data:`PRODUCTS` (``registry.py``).
@@ -23,6 +25,7 @@ from geobasis.products.clebsch_gordan import ClebschGordanProduct
 from geobasis.products.gaunt_fourier import GauntFourierProduct, sh_to_fourier
 from geobasis.products.gaunt_grid import GauntGridProduct
 from geobasis.products.registry import PRODUCTS, make
+from geobasis.products.so2 import SO2Product
 
 __all__ = [
     "EquivariantProduct",
@@ -30,6 +33,7 @@ __all__ = [
     "GauntProduct",
     "GauntGridProduct",
     "GauntFourierProduct",
+    "SO2Product",
     "sh_to_fourier",
     "coupling_paths",
     "e3nn_equivalent",

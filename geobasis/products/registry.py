@@ -14,6 +14,7 @@ from geobasis.products._base import EquivariantProduct
 from geobasis.products.clebsch_gordan import ClebschGordanProduct
 from geobasis.products.gaunt_fourier import GauntFourierProduct
 from geobasis.products.gaunt_grid import GauntGridProduct
+from geobasis.products.so2 import SO2Product
 
 __all__ = ["PRODUCTS", "make"]
 
@@ -22,6 +23,7 @@ PRODUCTS: dict[str, Callable[..., EquivariantProduct]] = {
     "cg": partial(ClebschGordanProduct, paths="even"),  # even paths: O(3), natural parity
     "gaunt_grid": GauntGridProduct,
     "gaunt_fourier": GauntFourierProduct,
+    "so2": SO2Product,  # even SO(2) maps: O(3), natural parity; x2 = edge harmonics
 }
 
 

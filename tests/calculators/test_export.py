@@ -162,6 +162,8 @@ def test_cli_export(tmp_path, capsys):
     metadata = read_metadata(output)
     assert metadata["dtype"] == "float32" and metadata["trained_elements"] == [1, 6, 8, 14]
     assert "wrote" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "missing.pt"), str(output)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # one line, no traceback
     assert json.loads(json.dumps(metadata)) == metadata
 
 

@@ -1,0 +1,91 @@
+"""SO2Product: exactly the CG product with edge harmonics for mapped weights, equivariant,
+differentiable twice."""
+
+import pytest
+import torch
+
+from geobasis import o3
+from geobasis.products import ClebschGordanProduct, SO2Product, make
+
+D = torch.float64
+
+
+def _inputs(lmax1, lmax2, edges=40, channels=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x1 = torch.randn(edges, (lmax1 + 1) ** 2, channels, generator=g, dtype=D)
+    vectors = torch.randn(edges, 3, generator=g, dtype=D)
+    return x1, vectors, o3.spherical_harmonics(lmax2, vectors, normalization="component")
+
+
+@pytest.mark.parametrize("lmax", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("paths", ["even", "odd", "all"])
+def test_equals_the_clebsch_gordan_product_for_mapped_weights(lmax, paths):
+    cg = ClebschGordanProduct(lmax, lmax, lmax, 3, "external", paths=paths).double()
+    so2 = SO2Product(lmax, lmax, lmax, 3, "external", paths=paths).double()
+    x1, _, sh = _inputs(lmax, lmax)
+    w = torch.randn(x1.shape[0], len(cg.paths), 3, dtype=D)
+    expected = cg(x1, sh, w)
+    out = so2(x1, sh, so2.weights_from_cg(w, cg.paths, cg.path_norms()))
+    assert (out - expected).abs().max() <= 1e-10 * expected.abs().max()
+
+
+def test_spans_the_cg_product_with_higher_degree_harmonics():
+    """SO(2) weights at lmax2 = 1 reproduce the CG product with harmonics up to 4."""
+    cg = ClebschGordanProduct(2, 4, 2, 3, "external", paths="even").double()
+    so2 = SO2Product(2, 1, 2, 3, "external").double()
+    x1, vectors, sh4 = _inputs(2, 4)
+    sh1 = sh4[:, :4]
+    w = torch.randn(x1.shape[0], len(cg.paths), 3, dtype=D)
+    out = so2(x1, sh1, so2.weights_from_cg(w, cg.paths, cg.path_norms()))
+    assert torch.allclose(out, cg(x1, sh4, w), atol=1e-10)
+
+
+@pytest.mark.parametrize("paths,parity", [("even", 1), ("odd", -1)])
+def test_o3_equivariant_with_natural_or_pseudotensor_parity(paths, parity):
+    so2 = SO2Product(3, 2, 3, 3, "internal", paths=paths).double()
+    x1, vectors, _ = _inputs(3, 2)
+    rotation = o3.random_rotation(dtype=D)
+    for R in (rotation, -rotation):  # a rotation and a reflection
+        det = float(torch.linalg.det(R))
+        D1 = o3.wigner_D(3, R)
+
+        def run(x, v):
+            return so2(x, o3.spherical_harmonics(2, v, normalization="component"))
+
+        rotated = run(torch.einsum("ij,ejc->eic", D1, x1), vectors @ R.T)
+        sign = det if parity == -1 else 1.0
+        expected = sign * torch.einsum("ij,ejc->eic", D1, run(x1, vectors))
+        assert (rotated - expected).abs().max() < 1e-10
+
+
+def test_gradcheck_and_gradgradcheck():
+    so2 = SO2Product(2, 2, 2, 2, "external", paths="all").double()
+    x1, vectors, _ = _inputs(2, 2, edges=4, channels=2)
+    w = torch.randn(4, *so2.weight_shape, dtype=D)
+
+    def f(x, v, weight):
+        return so2(x, o3.spherical_harmonics(2, v, normalization="component"), weight)
+
+    args = (x1.requires_grad_(), vectors.requires_grad_(), w.requires_grad_())
+    assert torch.autograd.gradcheck(f, args)
+    assert torch.autograd.gradgradcheck(f, args)
+
+
+def test_registry_conv_and_errors():
+    product = make("so2", 2, 2, 2, 4)
+    assert isinstance(product, SO2Product) and product.path_set == "even"
+    with pytest.raises(ValueError, match="lmax2 must be at least 1"):
+        SO2Product(2, 0, 2, 4)
+    with pytest.raises(ValueError, match="needs weights"):
+        SO2Product(2, 2, 2, 4, "none")
+    so2 = SO2Product(1, 1, 1, 2, "external").double()
+    x1, _, sh = _inputs(1, 1, channels=2)
+    with pytest.raises(ValueError, match="edge harmonics"):
+        so2(
+            x1,
+            sh[..., None].expand(-1, -1, 2).contiguous(),
+            torch.ones(40, *so2.weight_shape, dtype=D),
+        )
+    odd = ClebschGordanProduct(1, 1, 1, 2, "external", paths="odd")
+    with pytest.raises(ValueError, match="needs paths='all' or 'odd'"):
+        so2.cg_map(odd.paths)
