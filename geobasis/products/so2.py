@@ -63,8 +63,8 @@ class SO2Product(EquivariantProduct):
         lmax1, lmax2, lmax_out: band limits of ``x1``, of the edge harmonics ``x2`` (at least
             1; it sets which CG weights :meth:`weights_from_cg` maps) and of the output.
         channels: number of channels ``C``.
-        weights: ``"internal"``, ``"external"`` (``[..., num_weights, C]`` per edge) or
-            ``"none"`` is not available (the SO(2) maps are the weights).
+        weights: ``"internal"`` or ``"external"`` (``[..., num_weights, C]`` per edge);
+            ``"none"`` is refused (the SO(2) maps are the weights).
         paths: ``"even"`` (:math:`W^{(1)}`: O(3), natural parity; the default),
             ``"odd"`` (:math:`W^{(2)}`: pseudotensor output) or ``"all"`` (both: SO(3)).
 
