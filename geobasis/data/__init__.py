@@ -6,7 +6,15 @@ generator and :class:`QM9` (``qm9.py``); ``geobasis.data.sph``: a deterministic 
 compressible SPH solver (particle data for :class:`geobasis.nn.SFBCConv`).
 """
 
-from geobasis.data.datasets import Splits, load_dataset, prepare, read, read_npz, split
+from geobasis.data.datasets import (
+    Splits,
+    isolated_atom_energies,
+    load_dataset,
+    prepare,
+    read,
+    read_npz,
+    split,
+)
 from geobasis.data.molecules import (
     RadiusGraph,
     cache_dir,
@@ -30,6 +38,7 @@ __all__ = [
     "load_dataset",
     "read",
     "read_npz",
+    "isolated_atom_energies",
     "split",
     "prepare",
     "Splits",

@@ -36,7 +36,15 @@ from geobasis.data.molecules import (
     xtb_md_dataset,
 )
 
-__all__ = ["load_dataset", "read", "read_npz", "split", "prepare", "Splits"]
+__all__ = [
+    "load_dataset",
+    "read",
+    "read_npz",
+    "split",
+    "prepare",
+    "Splits",
+    "isolated_atom_energies",
+]
 
 
 def load_dataset(
@@ -83,6 +91,21 @@ def read(
     if path.suffix in (".csv", ".txt", ".json", ".yaml"):
         raise ValueError(f"data: unknown format of {str(path)!r}; use .npz or a file ASE reads")
     return read_ase(path, ":", energy_key, forces_key, stress_key)
+
+
+def isolated_atom_energies(path: str | Path, energy_key: str | None = None) -> dict[int, float]:
+    """``{z: E0}`` from a file of single-atom structures with energies (e.g. the
+    ``iso_atoms.xyz`` of 3BPA; MACE's ``--E0s``); a structure with more than one atom or
+    no energy is an error naming it."""
+    out: dict[int, float] = {}
+    for index, data in enumerate(read(path, energy_key)):
+        if data.num_nodes != 1 or getattr(data, "energy", None) is None:
+            raise ValueError(
+                f"e0s: structure {index} of {path} is not one atom with an energy; the file "
+                "must hold isolated atoms"
+            )
+        out[int(data.z[0])] = float(data.energy.reshape(-1)[0])
+    return out
 
 
 def read_npz(path: Path, energy_key: str, forces_key: str) -> list[Data]:
@@ -158,12 +181,16 @@ def split(
 
 
 def prepare(structures: list[Data], cutoff: float, dtype: torch.dtype) -> list[Data]:
-    """Radius graphs within ``cutoff`` and floating fields cast to ``dtype``."""
+    """Radius graphs within ``cutoff`` and floating fields cast to ``dtype``; energies stay
+    float64 (totals of -10^4 eV would lose meV in float32; the models add their reference
+    energies in float64 too)."""
     graph = RadiusGraph(cutoff)
     out = []
     for data in structures:
         data = graph(data)
-        for key in ("pos", "energy", "forces", "cell", "stress"):
+        if getattr(data, "energy", None) is not None:
+            data.energy = data.energy.to(torch.float64)
+        for key in ("pos", "forces", "cell", "stress"):
             if getattr(data, key, None) is not None:
                 data[key] = data[key].to(dtype)
         out.append(data)

@@ -6,6 +6,12 @@ complete models (registry :data:`MODELS`, :func:`build_model`, :func:`load_model
 """
 
 from geobasis.nn.activation import NONLINEARITIES, Gate, S2Activation
+from geobasis.nn.contraction import (
+    CONTRACTIONS,
+    CGContraction,
+    GauntGridContraction,
+    SymmetricContraction,
+)
 from geobasis.nn.conv import PRODUCTS, SFBC_WINDOWS, EquivariantConv, SFBCConv
 from geobasis.nn.edges import EdgeEmbedding, Edges
 from geobasis.nn.linear import EquivariantLinear
@@ -17,6 +23,7 @@ from geobasis.nn.models import (
     CartesianMPNN,
     FAENet,
     GINERegressor,
+    ManyBodyPotential,
     Potential,
     build_model,
     load_model,
@@ -26,6 +33,10 @@ from geobasis.nn.norm import EquivariantRMSNorm
 __all__ = [
     "EquivariantConv",
     "EquivariantLinear",
+    "SymmetricContraction",
+    "CGContraction",
+    "GauntGridContraction",
+    "CONTRACTIONS",
     "EquivariantRMSNorm",
     "EdgeEmbedding",
     "Edges",
@@ -33,6 +44,7 @@ __all__ = [
     "S2Activation",
     "NONLINEARITIES",
     "Potential",
+    "ManyBodyPotential",
     "FAENet",
     "CartesianMPNN",
     "AtomisticModel",

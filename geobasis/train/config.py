@@ -47,11 +47,17 @@ class TrainConfig:
     # data
     data: str = _f("xtb:ethanol", "dataset: 'xtb:<molecule>' (generated, cached), "
                    "'qm9[:target[:count]]', an rMD17 .npz or an extended .xyz")  # fmt: skip
-    test_data: str | None = _f(None, "a separate test set (e.g. the rMD17 test split)")
+    test_data: str | None = _f(None, "a separate test set (e.g. the rMD17 test split), "
+                               "evaluated whole unless --test-size is given")  # fmt: skip
+    val_data: str | None = _f(None, "a separate validation set (all of it); then every "
+                              "structure of --data not in the test split trains")  # fmt: skip
+    split_file: str | None = _f(None, "JSON with explicit 'train', 'val' (and 'test') index "
+                                "lists into --data (the splits.json a run writes)")  # fmt: skip
     num_frames: int = _f(1000, "frames of generated (xtb:) data")
     train_size: int | float = _f(800, "training structures (count, or fraction if < 1.0)")
     val_size: int | float = _f(100, "validation structures (count or fraction)")
-    test_size: int | float = _f(100, "test structures (count or fraction)")
+    test_size: int | float | None = _f(None, "test structures (count or fraction; default "
+                                       "100, or the whole --test-data file)")  # fmt: skip
     energy_key: str | None = _f(None, "name of the energies in the data file (ASE info key or "
                                 ".npz array; default: the format's own)")  # fmt: skip
     forces_key: str | None = _f(None, "name of the forces in the data file (ASE arrays key "
@@ -61,13 +67,25 @@ class TrainConfig:
     model: str = _f("potential", "the model (geobasis.nn.MODELS)", tuple(MODELS))
     model_options: dict[str, Any] = _f(dict, "options of the model (see the model flags)")
     # optimisation
-    epochs: int = _f(35, "epochs (cosine learning-rate schedule over all of them)")
+    epochs: int = _f(35, "epochs (the cosine learning-rate schedule spans them, or "
+                     "--max-minutes when that ends the run first)")  # fmt: skip
     batch_size: int = _f(8, "structures per batch")
     lr: float = _f(5e-3, "initial learning rate (Adam)")
     min_lr: float = _f(1e-5, "final learning rate of the cosine schedule")
     weight_decay: float = _f(0.0, "Adam weight decay")
     energy_weight: float = _f(1.0, "weight of the per-atom energy term of the loss")
     force_weight: float = _f(10.0, "weight of the force term of the loss")
+    stage_two: float = _f(0.0, "fraction of the run (of --epochs or --max-minutes, whichever "
+                          "ends it) after which the stage-two loss weights apply, as MACE's "
+                          "--swa stage; 0: off")  # fmt: skip
+    stage_two_energy_weight: float = _f(100.0, "energy weight of the loss in stage two")
+    stage_two_force_weight: float = _f(10.0, "force weight of the loss in stage two")
+    e0s: str = _f("fit", "reference energies: 'fit' (least squares on the training set), "
+                  "'average' (mean energy per atom), or an .xyz of isolated atoms (MACE's "
+                  "--E0s)")  # fmt: skip
+    dtype: str = _f("float32", "floating dtype of the model and data in training and "
+                    "evaluation (energies and references are float64 always)",
+                    ("float32", "float64"))  # fmt: skip
     ema_decay: float = _f(0.99, "decay of the exponential moving average of the weights")
     grad_clip: float = _f(10.0, "gradient-norm clipping threshold")
     skip_non_finite: bool = _f(False, "skip a batch whose loss is NaN/inf with a warning "
@@ -94,8 +112,10 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)!r}")
         for name in ("val_size", "test_size", "weight_decay", "checkpoint_every", "min_lr"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative, got {getattr(self, name)!r}")
+        if not 0.0 <= self.stage_two < 1.0:
+            raise ValueError(f"stage_two: a fraction in [0, 1), got {self.stage_two!r}")
         self.model_options = check_model_options(self.model, dict(self.model_options))
         if self.compile and not MODELS[self.model].supports_compile:
             raise ValueError(f"compile: model {self.model!r} cannot be compiled; drop --compile")

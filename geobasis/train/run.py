@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch_geometric.data import Batch
 
-from geobasis.data import Splits, load_dataset, prepare, split
-from geobasis.nn import AtomisticModel, build_model, load_model
+from geobasis.data import Splits, isolated_atom_energies, load_dataset, prepare, split
+from geobasis.nn import MODELS, AtomisticModel, build_model, load_model
 from geobasis.serialization import atomic_path, load_checkpoint, save_checkpoint
 from geobasis.train.config import TrainConfig
 from geobasis.train.trainer import Trainer
@@ -149,14 +149,7 @@ def load_training_data(
         test_source = load_dataset(
             config.test_data, config.num_frames, config.seed, progress, *_keys(config)
         )
-    splits = split(
-        len(structures),
-        config.train_size,
-        config.val_size,
-        config.test_size,
-        config.seed,
-        num_test=len(test_source) if config.test_data else None,
-    )
+    splits = run_splits(config, len(structures), len(test_source) if config.test_data else None)
     cutoff = config.model_option("cutoff")
 
     def pick(source: list, index: torch.Tensor) -> list:
@@ -165,12 +158,50 @@ def load_training_data(
             data.structure_id = i  # named in errors about the structure
         return prepared
 
-    return TrainingData(
-        pick(structures, splits.train),
-        pick(structures, splits.val),
-        pick(test_source, splits.test),
-        splits,
-    )
+    val = pick(structures, splits.val)
+    if config.val_data:
+        extra = load_dataset(
+            config.val_data, config.num_frames, config.seed, progress, *_keys(config)
+        )
+        val = pick(extra, torch.arange(len(extra)))
+    return TrainingData(pick(structures, splits.train), val, pick(test_source, splits.test), splits)
+
+
+def run_splits(config: TrainConfig, num: int, num_test: int | None = None) -> Splits:
+    """The run's indices into ``config.data`` (and into the test file, of ``num_test``
+    structures, when there is one): from ``split_file``, or drawn from the seed.
+
+    The test split is the whole test file unless ``test_size`` is given (100 structures of
+    ``data`` without a test file); with ``val_data`` no validation is drawn from ``data``.
+    """
+    if config.split_file:
+        return _read_split_file(config, num, num_test)
+    val_size = 0 if config.val_data else config.val_size
+    test_size = config.test_size
+    if test_size is None:
+        test_size = 1.0 if num_test is not None else 100
+    return split(num, config.train_size, val_size, test_size, config.seed, num_test=num_test)
+
+
+def _read_split_file(config: TrainConfig, num: int, num_test: int | None) -> Splits:
+    path = Path(config.split_file)
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"split_file: cannot read {path} as JSON ({error})") from None
+    if not isinstance(values, dict) or "train" not in values:
+        raise ValueError(f"split_file: {path} needs a 'train' list (and 'val', 'test')")
+    lists = {
+        key: torch.tensor(values.get(key, []), dtype=torch.long) for key in ("train", "val", "test")
+    }
+    if num_test is not None:  # a test file: its first test_size structures, or all
+        count = config.test_size if isinstance(config.test_size, int) else num_test
+        lists["test"] = torch.arange(min(count, num_test))
+    for key, index in lists.items():
+        bound = num_test if key == "test" and num_test is not None else num
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= bound):
+            raise ValueError(f"split_file: {key} indices of {path} must lie in 0..{bound - 1}")
+    return Splits(lists["train"], lists["val"], lists["test"])
 
 
 def test_structures(config: TrainConfig, progress: bool = True) -> list:
@@ -180,13 +211,10 @@ def test_structures(config: TrainConfig, progress: bool = True) -> list:
     if source == PYTHON_DATA:
         raise ValueError("data: the run trained on structures passed from Python; give --data")
     structures = load_dataset(source, config.num_frames, config.seed, progress, *_keys(config))
-    if config.test_data:
+    if config.test_data:  # its first test_size structures, or all of them
         count = config.test_size if isinstance(config.test_size, int) else len(structures)
         return structures[:count]
-    splits = split(
-        len(structures), config.train_size, config.val_size, config.test_size, config.seed
-    )
-    return [structures[i] for i in splits.test.tolist()]
+    return [structures[i] for i in run_splits(config, len(structures)).test.tolist()]
 
 
 def build_for_data(config: TrainConfig, data: TrainingData) -> tuple[AtomisticModel, float]:
@@ -202,9 +230,15 @@ def build_for_data(config: TrainConfig, data: TrainingData) -> tuple[AtomisticMo
         )
     edges = sum(d.edge_index.shape[1] for d in data.train)
     neighbours = max(edges / sum(d.num_nodes for d in data.train), 1.0)
-    model = build_model(config.model, **{"avg_num_neighbors": neighbours, **config.model_options})
+    derived = {"avg_num_neighbors": neighbours, "elements": ",".join(map(str, sorted(seen)))}
+    takes = MODELS[config.model].options()
+    derived = {k: v for k, v in derived.items() if k in takes}
+    model = build_model(config.model, **{**derived, **config.model_options})
     everything = Batch.from_data_list(data.train)
-    model.fit_reference_energies(everything.z, everything.batch, everything.energy)
+    e0s = config.e0s
+    if e0s not in ("fit", "average"):
+        e0s = isolated_atom_energies(e0s, config.energy_key)
+    model.fit_reference_energies(everything.z, everything.batch, everything.energy, e0s)
     if getattr(everything, "forces", None) is not None:
         scale = float(everything.forces.square().mean().sqrt().clamp(min=1e-6))
     else:  # energies only: the per-atom residual scale of the reference-energy fit
@@ -384,14 +418,16 @@ def _train(
     device = _check_device(config.device)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    data = load_training_data(config, torch.get_default_dtype(), progress, dataset)
+    dtype = getattr(torch, config.dtype)
+    data = load_training_data(config, dtype, progress, dataset)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
         (run_dir / "splits.json").write_text(json.dumps(data.splits.to_dict()))
     model, scale = build_for_data(config, data)
     steps_per_epoch = math.ceil(len(data.train) / (config.batch_size * world))
-    trainer = Trainer(model.to(device), config, scale, steps_per_epoch, rank, world)
+    trainer = Trainer(model.to(device=device, dtype=dtype), config, scale, steps_per_epoch,
+                      rank, world)  # fmt: skip
     if state is not None:
         trainer.load_state_dict(state)
     run_epochs(trainer, data, run_dir, progress)

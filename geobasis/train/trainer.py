@@ -13,6 +13,7 @@ ranks hold identical parameters.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from geobasis.nn.models import CHECKPOINT_VERSION
 from geobasis.train.config import TrainConfig
 from geobasis.train.evaluation import energy_force_loss, evaluate
 
-__all__ = ["Trainer", "ExponentialMovingAverage"]
+__all__ = ["Trainer", "ExponentialMovingAverage", "CosineSchedule"]
 
 
 class ExponentialMovingAverage:
@@ -55,8 +56,33 @@ class ExponentialMovingAverage:
             self.shadow[name] = saved
 
 
+class CosineSchedule:
+    r"""Cosine learning rate over the run's progress :math:`p \in [0, 1]`:
+
+    .. math:: \eta(p) = \eta_\min + \tfrac12 (\eta_0 - \eta_\min)(1 + \cos \pi p)
+
+    The trainer sets :math:`p` each step to the larger of steps done / all steps and
+    (with a time limit) minutes trained / ``max_minutes``, so a run cut by its time budget
+    still anneals to ``min_lr`` at its end, without a pilot run to count epochs.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, min_lr: float) -> None:
+        self.optimizer, self.lr, self.min_lr = optimizer, lr, min_lr
+        self.set(0.0)
+
+    def set(self, progress: float) -> None:
+        progress = min(max(progress, 0.0), 1.0)
+        value = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+
 class Trainer:
-    """Trains ``model`` with Adam, a cosine schedule, gradient clipping and EMA weights.
+    """Trains ``model`` with Adam, a cosine schedule over the run's progress (steps or time),
+    gradient clipping, EMA weights and an optional second stage of loss weights.
 
     Args:
         model: the model (reference energies already fitted).
@@ -82,9 +108,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_lr
-        )
+        self.scheduler = CosineSchedule(self.optimizer, config.lr, config.min_lr)
+        self.total_steps = config.epochs * steps_per_epoch
         self.ema = ExponentialMovingAverage(model, config.ema_decay)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_val = math.inf
@@ -92,6 +117,7 @@ class Trainer:
         self.epoch_loss = [0.0, 0]  # loss sum and steps of the current epoch
         self.seconds = 0.0  # training wall time up to the last checkpoint
         self.history: list[dict[str, Any]] = []  # one row per finished epoch
+        self._clock = time.perf_counter() - self.seconds  # elapsed() counts from here
         if config.compile:
             model.compile_forces()
 
@@ -104,7 +130,7 @@ class Trainer:
             "model_config": self.model.config,
             "ema": self.ema.shadow,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": {"progress": self.progress()},  # recomputed on resume
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -119,13 +145,41 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.ema.shadow = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.best_val = state["global_step"], state["best_val"]
         self.epoch_loss = list(state.get("epoch_loss", [0.0, 0]))  # version 1 had none
         self.seconds, self.history = state.get("seconds", 0.0), list(state.get("history", []))
+        self._clock = time.perf_counter() - self.seconds
         torch.set_rng_state(state["rng"]["torch"])
+
+    # ------------------------------------------------------------------ progress
+    def elapsed(self) -> float:
+        """Seconds of training so far (earlier sessions of a resumed run included)."""
+        return time.perf_counter() - self._clock
+
+    def progress(self) -> float:
+        """The run's progress in [0, 1]: steps done / all steps, or the fraction of
+        ``max_minutes`` used when that is larger (the time budget ends the run first).
+        With several processes rank 0's clock decides, so all ranks agree."""
+        by_steps = self.global_step / max(self.total_steps, 1)
+        minutes = self.config.max_minutes
+        if not minutes or self.global_step == 0:  # the first step starts at 0 either way
+            return min(by_steps, 1.0)
+        by_time = torch.tensor([self.elapsed() / (60 * minutes)], dtype=torch.float64)
+        if self.world > 1:
+            by_time = by_time.to(self.device)
+            torch.distributed.broadcast(by_time, src=0)
+        return min(max(by_steps, float(by_time)), 1.0)
+
+    def loss_weights(self, progress: float | None = None) -> tuple[float, float]:
+        """``(energy weight, force weight)``: stage two's once the progress passes
+        ``stage_two`` (when it is set), MACE's recipe for accurate energies."""
+        config = self.config
+        progress = self.progress() if progress is None else progress
+        if config.stage_two and progress >= config.stage_two:
+            return config.stage_two_energy_weight, config.stage_two_force_weight
+        return config.energy_weight, config.force_weight
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch) -> float | None:
@@ -134,9 +188,9 @@ class Trainer:
         self.model.train()
         batch = batch.to(self.device)
         has_forces = getattr(batch, "forces", None) is not None
+        progress = self.progress()
         out = self.model(batch, compute_forces=has_forces)
-        config = self.config
-        loss = energy_force_loss(out, batch, self.scale, config.energy_weight, config.force_weight)
+        loss = energy_force_loss(out, batch, self.scale, *self.loss_weights(progress))
         if not bool(torch.isfinite(loss)):
             return self._non_finite(batch)
         self.optimizer.zero_grad(set_to_none=False)
@@ -145,9 +199,9 @@ class Trainer:
             for p in self.model.parameters():
                 torch.distributed.all_reduce(p.grad)
                 p.grad /= self.world
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scheduler.set(progress)
         self.optimizer.step()
-        self.scheduler.step()
         self.ema.update(self.model, self.global_step)
         self.global_step += 1
         return float(loss.detach())

@@ -286,7 +286,12 @@ def test_cli_explains_itself_and_errors_in_one_line(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for choices in ("{potential,faenet}", "{cg,gaunt_grid,gaunt_fourier,so2}", "{gate,s2}"):
+    choices_shown = (
+        "{potential,faenet,manybody}",
+        "{cg,gaunt_grid,gaunt_fourier,so2}",
+        "{gate,s2}",
+    )
+    for choices in choices_shown:
         assert choices in text
     assert "default: X" not in text and "initial learning rate" in text
     from geobasis.cli import build_parser

@@ -8,6 +8,7 @@ options and :func:`load_model` from a checkpoint.
 from geobasis.nn.models.atomistic import AtomicGraph, AtomisticModel
 from geobasis.nn.models.faenet import CartesianMPNN, FAENet
 from geobasis.nn.models.gine import PE_CHOICES, GINERegressor
+from geobasis.nn.models.many_body import ManyBodyPotential
 from geobasis.nn.models.potential import Potential
 from geobasis.nn.models.registry import (
     CHECKPOINT_VERSION,
@@ -21,6 +22,7 @@ __all__ = [
     "AtomisticModel",
     "AtomicGraph",
     "Potential",
+    "ManyBodyPotential",
     "FAENet",
     "CartesianMPNN",
     "GINERegressor",

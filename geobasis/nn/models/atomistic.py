@@ -99,7 +99,9 @@ class AtomisticModel(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("reference_energies", torch.zeros(NUM_ELEMENTS))
+        # float64 whatever the model's dtype (see _apply): totals of -10^4 eV in float32
+        # resolve only ~1 meV, so references are added to the atomic energies in float64
+        self.register_buffer("reference_energies", torch.zeros(NUM_ELEMENTS, dtype=torch.float64))
         self.register_buffer("energy_scale", torch.ones(()))
         #: elements seen in training (set by fit_reference_energies; all False before)
         self.register_buffer("trained_elements", torch.zeros(NUM_ELEMENTS, dtype=torch.bool))
@@ -132,9 +134,18 @@ class AtomisticModel(nn.Module):
         raise NotImplementedError
 
     def atomic_energies(self, graph: AtomicGraph) -> Tensor:
-        """``[N]`` atomic energies: :meth:`node_energies` scaled, plus reference energies."""
+        """``[N]`` atomic energies (float64): :meth:`node_energies` scaled, plus reference
+        energies added in float64, so a float32 model keeps its energies' resolution."""
         energies = self.node_energies(graph) * self.energy_scale
-        return energies + self.reference_energies.to(energies.dtype)[graph.z]
+        return energies.to(torch.float64) + self.reference_energies[graph.z]
+
+    def _apply(self, fn, recurse: bool = True):
+        """``model.to(...)``, ``.float()``, ...: the reference energies move with the model
+        but stay float64 (their values are never rounded to the model's dtype)."""
+        reference = self.reference_energies
+        super()._apply(fn, recurse)
+        self.reference_energies = reference.to(self.energy_scale.device)
+        return self
 
     def atomic_graph(self, data, pos: Tensor, cell: Tensor | None) -> AtomicGraph:
         """The :class:`AtomicGraph` of ``data`` at ``pos``; the radius graph within
@@ -185,24 +196,25 @@ class AtomisticModel(nn.Module):
 
     # ------------------------------------------------------------------ fitting
     @torch.no_grad()
-    def fit_reference_energies(self, z: Tensor, batch: Tensor, energy: Tensor) -> Tensor:
-        r"""Least-squares per-element energies :math:`E_g \approx \sum_{i \in g}
-        E^\text{ref}_{z_i}` over training graphs; stored and returned ``[119]``.
+    def fit_reference_energies(
+        self, z: Tensor, batch: Tensor, energy: Tensor, e0s: str | dict[int, float] = "fit"
+    ) -> Tensor:
+        r"""Per-element reference energies :math:`E^\text{ref}_z` from the training graphs;
+        stored and returned ``[119]`` (float64).
 
+        ``e0s``: ``"fit"`` least squares :math:`E_g \approx \sum_{i \in g} E^\text{ref}_{z_i}`;
+        ``"average"`` the mean energy per atom for every element; or isolated-atom energies
+        ``{z: E0}`` (MACE's ``--E0s``) plus the mean interaction energy per atom as a shift.
         Also sets the energy scale to the RMS residual per atom (at least 1e-3 eV).
         """
         num_graphs = energy.shape[0]
-        counts = torch.zeros(num_graphs, NUM_ELEMENTS, dtype=torch.float64, device=z.device)
-        counts.index_put_((batch, z), torch.ones_like(z, dtype=torch.float64), accumulate=True)
+        counts = torch.zeros(num_graphs, NUM_ELEMENTS, dtype=torch.float64)
+        counts.index_put_((batch.cpu(), z.cpu()), torch.ones(z.shape[0], dtype=torch.float64),
+                          accumulate=True)  # fmt: skip
         present = counts.sum(0) > 0
-        solution = torch.linalg.lstsq(
-            counts[:, present].cpu(), energy.double().cpu()[:, None], driver="gelsd"
-        ).solution[:, 0]
-        reference = torch.zeros(NUM_ELEMENTS, dtype=torch.float64)
-        reference[present.cpu()] = solution
-        residual = energy.double().cpu() - counts.cpu() @ reference
-        atoms = counts.sum(1).cpu()
-        scale = torch.sqrt((residual**2).sum() / atoms.sum()).clamp(min=1e-3)
+        reference = _reference_energies(counts, present, energy.double().cpu(), e0s)
+        residual = energy.double().cpu() - counts @ reference
+        scale = torch.sqrt((residual**2).sum() / counts.sum()).clamp(min=1e-3)
         self.reference_energies.copy_(reference)
         self.energy_scale.fill_(float(scale))
         self.trained_elements.copy_(present)
@@ -336,3 +348,28 @@ class AtomisticModel(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+
+
+def _reference_energies(
+    counts: Tensor, present: Tensor, energy: Tensor, e0s: str | dict[int, float]
+) -> Tensor:
+    """``[119]`` references from ``counts [B, 119]`` atoms per graph (see
+    :meth:`AtomisticModel.fit_reference_energies`)."""
+    reference = torch.zeros(NUM_ELEMENTS, dtype=torch.float64)
+    atoms = counts.sum(1)
+    if e0s == "fit":
+        solution = torch.linalg.lstsq(counts[:, present], energy[:, None], driver="gelsd")
+        reference[present] = solution.solution[:, 0]
+    elif e0s == "average":
+        reference[present] = (energy / atoms).mean()
+    elif isinstance(e0s, dict):
+        missing = sorted(set(torch.nonzero(present).flatten().tolist()) - set(e0s))
+        if missing:
+            raise ValueError(f"e0s: no isolated-atom energy for elements {missing}; add them")
+        for element, value in e0s.items():
+            reference[int(element)] = float(value)
+        shift = ((energy - counts @ reference) / atoms).mean()
+        reference[present] += shift
+    else:
+        raise ValueError(f"e0s: expected 'fit', 'average' or {{z: energy}}, got {e0s!r}")
+    return reference

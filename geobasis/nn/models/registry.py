@@ -14,6 +14,7 @@ import torch
 
 from geobasis.nn.models.atomistic import AtomisticModel
 from geobasis.nn.models.faenet import FAENet
+from geobasis.nn.models.many_body import ManyBodyPotential
 from geobasis.nn.models.options import coerce
 from geobasis.nn.models.potential import Potential
 from geobasis.serialization import load_checkpoint
@@ -23,6 +24,7 @@ __all__ = ["MODELS", "build_model", "check_model_options", "load_model", "CHECKP
 MODELS: dict[str, type[AtomisticModel]] = {
     Potential.name: Potential,
     FAENet.name: FAENet,
+    ManyBodyPotential.name: ManyBodyPotential,
 }
 
 #: layout version of the checkpoints the trainer writes (1: before ``format_version``)
@@ -75,6 +77,9 @@ def load_model(checkpoint: str | Path | dict, ema: bool = True) -> AtomisticMode
     options = dict(state["model_config"])
     name = options.pop("model", "potential")
     model = model_class(name)(**options)
+    scale = state["model"].get("energy_scale")
+    if scale is not None:  # a float64-trained model stays float64
+        model.to(scale.dtype)
     model.load_state_dict(state["model"])
     if ema and state.get("ema"):
         with torch.no_grad():
