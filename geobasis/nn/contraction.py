@@ -88,6 +88,14 @@ class SymmetricContraction(nn.Module):
         self.lmax_in, self.lmax_out, self.channels = lmax_in, lmax_out, channels
         self.correlation, self.num_species = correlation, num_species
 
+    def reset_parameters(self) -> None:
+        """Re-draw the weights (each implementation documents its initialisation)."""
+        raise NotImplementedError(f"{type(self).__name__} must define reset_parameters")
+
+    def forward(self, x: Tensor, species: Tensor) -> Tensor:
+        """``x [N, (lmax_in+1)**2, C]``, ``species [N]`` long -> ``[N, (lmax_out+1)**2, C]``."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
     def _check(self, x: Tensor, species: Tensor) -> None:
         check_spherical(x, self.lmax_in, self.channels, type(self).__name__)
         if species.shape != x.shape[:1] or species.dtype != torch.long:

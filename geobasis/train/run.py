@@ -318,7 +318,8 @@ def run_epochs(trainer: Trainer, data: TrainingData, run_dir: Path, progress: bo
         every = config.checkpoint_every
         if every and trainer.step_in_epoch % every == 0:
             save("last.pt")
-        return bool(config.max_minutes) and time.perf_counter() - session > 60 * config.max_minutes
+        late = bool(config.max_minutes) and time.perf_counter() - session > 60 * config.max_minutes
+        return trainer.rank_zero_decides(late)
 
     if main_rank:
         write_metrics(run_dir / "metrics.csv", trainer.history)

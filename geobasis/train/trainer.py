@@ -118,6 +118,7 @@ class Trainer:
         self.seconds = 0.0  # training wall time up to the last checkpoint
         self.history: list[dict[str, Any]] = []  # one row per finished epoch
         self._clock = time.perf_counter() - self.seconds  # elapsed() counts from here
+        self.last_progress = 0.0  # of the latest step; rank 0 alone may read it (no collective)
         if config.compile:
             model.compile_forces()
 
@@ -130,7 +131,7 @@ class Trainer:
             "model_config": self.model.config,
             "ema": self.ema.shadow,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"progress": self.progress()},  # recomputed on resume
+            "scheduler": {"progress": self.last_progress},  # recomputed on resume
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -172,6 +173,15 @@ class Trainer:
             torch.distributed.broadcast(by_time, src=0)
         return min(max(by_steps, float(by_time)), 1.0)
 
+    def rank_zero_decides(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank (a collective with several processes), so that
+        clock-based decisions such as stopping at ``max_minutes`` cannot split the ranks."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.broadcast(value, src=0)
+        return bool(value.item())
+
     def loss_weights(self, progress: float | None = None) -> tuple[float, float]:
         """``(energy weight, force weight)``: stage two's once the progress passes
         ``stage_two`` (when it is set), MACE's recipe for accurate energies."""
@@ -188,7 +198,7 @@ class Trainer:
         self.model.train()
         batch = batch.to(self.device)
         has_forces = getattr(batch, "forces", None) is not None
-        progress = self.progress()
+        progress = self.last_progress = self.progress()  # a collective: every rank, every step
         out = self.model(batch, compute_forces=has_forces)
         loss = energy_force_loss(out, batch, self.scale, *self.loss_weights(progress))
         if not bool(torch.isfinite(loss)):

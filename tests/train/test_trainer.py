@@ -145,7 +145,10 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
 def test_two_processes_hold_identical_parameters(tmp_path):
     runs = tmp_path / "runs"
     options = {**TINY, "num_frames": 80, "train_size": 64, "batch_size": 2, "epochs": 6}
-    flags = _flags({**options, "lr": 0.01})
+    # a time budget, stage two and mid-epoch checkpoints take the paths where ranks must
+    # agree (rank 0's clock decides progress and stopping; only rank 0 saves)
+    timing = {"max_minutes": 10, "stage_two": 0.5, "checkpoint_every": 3}
+    flags = _flags({**options, **timing, "lr": 0.01})
     command = [
         sys.executable,
         "-m",

@@ -78,8 +78,8 @@ def load_model(checkpoint: str | Path | dict, ema: bool = True) -> AtomisticMode
     name = options.pop("model", "potential")
     model = model_class(name)(**options)
     scale = state["model"].get("energy_scale")
-    if scale is not None:  # a float64-trained model stays float64
-        model.to(scale.dtype)
+    if scale is not None and scale.dtype != model.energy_scale.dtype:
+        model.to(scale.dtype)  # a float64-trained model stays float64; never cast down
     model.load_state_dict(state["model"])
     if ema and state.get("ema"):
         with torch.no_grad():
