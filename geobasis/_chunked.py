@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "block_rows",
     "chunked_rows",
     "chunked_aggregate",
     "differentiable_gradients",
@@ -30,6 +31,49 @@ __all__ = [
     "needs_autograd",
     "chunks",
 ]
+
+
+#: Per-row intermediates of the chunked functions, as a multiple of their row inputs'
+#: bytes (products expand a row to every path; a conservative bound for the budget).
+EXPANSION = 32
+#: Fraction of the accelerator's free memory one block's intermediates may take.
+MEMORY_FRACTION = 0.25
+
+
+def block_rows(
+    rows: int,
+    row_bytes: int,
+    device: torch.device | str,
+    cpu_rows: int,
+    free_bytes: int | None = None,
+) -> int:
+    r"""Rows per block: the cache-sized ``cpu_rows`` on CPU; on an accelerator, all
+    ``rows`` unless their intermediates (``EXPANSION`` x ``row_bytes`` each) would exceed
+    ``MEMORY_FRACTION`` of the free memory (``free_bytes``, read from the device by
+    default), then as many as fit.  So on a GPU the Python loop over blocks runs once
+    unless memory demands more (the cache-sized blocks that help a CPU would cost
+    thousands of kernel launches there).
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return cpu_rows
+    if free_bytes is None:
+        free_bytes = _free_bytes(device)
+    fit = int(MEMORY_FRACTION * free_bytes) // max(EXPANSION * row_bytes, 1)
+    return max(rows, 1) if fit >= rows else max(fit, 1)
+
+
+def _free_bytes(device: torch.device) -> int:
+    """Free memory of ``device`` (CUDA: ``mem_get_info``; while compiling, or for other
+    accelerators, 16 GiB is assumed)."""
+    if device.type == "cuda" and not torch.compiler.is_compiling():
+        return torch.cuda.mem_get_info(device)[0]
+    return 16 << 30
+
+
+def _row_bytes(*tensors: Tensor | None) -> int:
+    """Bytes of one row of each row-wise tensor, summed."""
+    return sum(t[:1].numel() * t.element_size() for t in tensors if t is not None and t.dim() > 0)
 
 
 class _ChunkedRows(torch.autograd.Function):
@@ -89,7 +133,10 @@ def chunked_rows(
     return one output row per input row; ``shared`` tensors (parameters) are passed
     whole to every block and their gradients summed.  Exact in value and gradient,
     including second derivatives.  Without autograd it is simply a chunked loop.
+    ``chunk_size`` is the CPU block; on a GPU, :func:`block_rows` decides.
     """
+    rows = rowwise[0].shape[0]
+    chunk_size = block_rows(rows, _row_bytes(*rowwise), rowwise[0].device, chunk_size)
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in (*rowwise, *shared))):
         rows = rowwise[0].shape[0]
         if rows <= chunk_size:
@@ -248,6 +295,8 @@ def chunked_aggregate(
     """
     src, dst = edge_index
     num_nodes = x.shape[0] if num_nodes is None else num_nodes
+    edges = src.shape[0]
+    chunk_size = block_rows(edges, _row_bytes(x, *edgewise), x.device, chunk_size)
     return _ChunkedAggregate.apply(
         fn, chunk_size, len(edgewise), num_nodes, src, dst, x, *edgewise, *shared
     )

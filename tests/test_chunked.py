@@ -59,3 +59,32 @@ def test_chunked_rows_matches_the_function():
     assert torch.autograd.gradgradcheck(
         lambda a, w: chunked_rows(lambda a, w: (a @ w).sin(), (a,), (w,), chunk_size=7), (a, w)
     )
+
+
+def test_block_rows_is_cache_sized_on_cpu_and_whole_or_memory_bound_elsewhere():
+    from geobasis._chunked import EXPANSION, MEMORY_FRACTION, block_rows
+
+    assert block_rows(1_000_000, 4096, "cpu", 256) == 256
+    # a GPU with room for everything: one block, no Python loop over chunks
+    assert block_rows(1_000_000, 4096, "cuda", 256, free_bytes=1 << 40) == 1_000_000
+    # not enough room: as many rows as the budget holds, by bytes
+    free = 1 << 30
+    expected = int(MEMORY_FRACTION * free) // (EXPANSION * 4096)
+    assert block_rows(1_000_000, 4096, "cuda", 256, free_bytes=free) == expected
+    assert block_rows(10, 1 << 40, "cuda", 256, free_bytes=free) == 1
+    assert block_rows(0, 4096, "cuda", 256, free_bytes=free) == 1
+
+
+def test_products_take_one_block_per_call_on_an_accelerator(monkeypatch):
+    """The CPU's cache-sized blocks are not used on a GPU: the products' block size comes
+    from ``block_rows`` there (checked on the 'meta' device, a stand-in accelerator)."""
+    import geobasis._chunked as chunked
+    from geobasis.products import ClebschGordanProduct, GauntGridProduct
+
+    monkeypatch.setattr(chunked, "_free_bytes", lambda device: 1 << 40)
+    x1 = torch.empty(100_000, 16, 32, device="meta")
+    for product in (ClebschGordanProduct(3, 3, 3, 32), GauntGridProduct(3, 3, 3, 32)):
+        assert product.batch_chunk(torch.empty(100_000, 16, 32)) <= 512
+        assert product.batch_chunk(x1) == 100_000
+        product.chunk_size = 64  # an explicit choice is kept everywhere
+        assert product.batch_chunk(x1) == 64

@@ -17,6 +17,12 @@ integer ``shift`` with :math:`\vec r_{ij} = \vec x_j + \text{shift} \cdot \text{
 Inputs of at most ``DENSE_MAX_POINTS`` points (1,024) are compared pair by pair, which
 is faster than binning at that size.
 
+On CPU, when the optional ``vesin`` package (a compiled neighbour list for atomistic ML)
+is installed, graphs of ``VESIN_MIN_POINTS`` (256) points or more go through it, one graph
+at a time (``backend="auto"``; ``"torch"`` / ``"vesin"`` force one): the edges, shifts and
+their order are the same as the cell list's (tested), only faster.  Inside
+``torch.compile`` / ``torch.export`` the pure-torch path is always used.
+
 Reference: Allen & Tildesley, "Computer Simulation of Liquids" (1987), linked cell lists.
 """
 
@@ -28,7 +34,12 @@ import math
 import torch
 from torch import Tensor
 
+from geobasis._chunked import block_rows
+from geobasis.typing import WITH_VESIN
+
 __all__ = ["radius_graph"]
+
+BACKENDS = ("auto", "torch", "vesin")
 
 _OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=torch.long)
 
@@ -92,8 +103,11 @@ def _cell_pairs(
     offsets = _OFFSETS.to(device)
     found_q, found_s = [], []
     src_cols = src_sorted.t().contiguous()  # one contiguous array per coordinate
-    for lo in range(0, query.shape[0], _QUERY_CHUNK):
-        hi = min(lo + _QUERY_CHUNK, query.shape[0])
+    # queries per block: cache-sized on CPU, all at once on a GPU when memory allows
+    # (about 16 KiB of candidate pairs per query at molecular densities)
+    block = block_rows(query.shape[0], 512, device, _QUERY_CHUNK)
+    for lo in range(0, query.shape[0], block):
+        hi = min(lo + block, query.shape[0])
         neigh_key = key(q_cells[lo:hi, None, :] + offsets[None], q_graph[lo:hi, None]).reshape(-1)
         start = torch.searchsorted(sorted_key, neigh_key)
         counts = torch.searchsorted(sorted_key, neigh_key, right=True) - start
@@ -122,6 +136,7 @@ def _cell_pairs(
 _QUERY_CHUNK = 1 << 14
 
 DENSE_MAX_POINTS = 1024
+VESIN_MIN_POINTS = 256  # mean points per graph from which vesin beats the torch paths
 """Below this many points all pairs are compared directly (faster than binning there)."""
 
 
@@ -154,6 +169,7 @@ def radius_graph(
     max_num_neighbors: int | None = None,
     cell: Tensor | None = None,
     pbc: Tensor | bool | None = None,
+    backend: str = "auto",
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""All pairs closer than ``r`` (strictly), as a PyG ``edge_index``.
 
@@ -169,6 +185,9 @@ def radius_graph(
             (``[d, d]`` / ``[B, d, d]`` for ``d``-dimensional points).
         pbc: periodic directions, ``bool``, ``[d]`` or ``[B, d]`` (default: all
             periodic when a cell is given).
+        backend: ``"auto"`` (vesin for CPU graphs of at least ``VESIN_MIN_POINTS`` points
+            when it is installed, else torch), ``"torch"`` or ``"vesin"``; all give the
+            same edges in the same order.
 
     Returns:
         ``edge_index [2, E]`` with row 0 the source :math:`j` and row 1 the target
@@ -180,10 +199,14 @@ def radius_graph(
     if cell is not None and not bool(torch.isfinite(torch.as_tensor(cell)).all()):
         raise ValueError("cell has non-finite values (NaN or inf)")
     if pos.shape[1] < 3:
-        return _lower_dimensional_radius_graph(pos, r, batch, loop, max_num_neighbors, cell, pbc)
+        return _lower_dimensional_radius_graph(
+            pos, r, batch, loop, max_num_neighbors, cell, pbc, backend
+        )
     n = pos.shape[0]
     device = pos.device
     graph = torch.zeros(n, dtype=torch.long, device=device) if batch is None else batch.long()
+    if _use_vesin(backend, pos, graph):
+        return _vesin_radius_graph(pos, float(r), graph, loop, max_num_neighbors, cell, pbc)
     if cell is None:
         if pbc is not None and bool(torch.as_tensor(pbc).any()):
             raise ValueError("pbc was given without a cell; pass cell=[3, 3] or [B, 3, 3]")
@@ -212,13 +235,14 @@ def _lower_dimensional_radius_graph(
     max_num_neighbors: int | None,
     cell: Tensor | None,
     pbc: Tensor | bool | None,
+    backend: str,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """1-D / 2-D points: embedded in 3-D with zeros; a ``[d, d]`` cell gets unit, never
     periodic, extra directions."""
     n, dim = pos.shape
     pos3 = torch.cat([pos, pos.new_zeros(n, 3 - dim)], dim=1)
     if cell is None:
-        return radius_graph(pos3, r, batch, loop, max_num_neighbors, None, pbc)
+        return radius_graph(pos3, r, batch, loop, max_num_neighbors, None, pbc, backend)
     cell = torch.as_tensor(cell, dtype=pos.dtype, device=pos.device)
     if cell.dim() not in (2, 3) or cell.shape[-2:] != (dim, dim):
         raise ValueError(
@@ -234,7 +258,7 @@ def _lower_dimensional_radius_graph(
     if periodic.shape[-1] != dim:
         raise ValueError(f"pbc must be bool, [{dim}] or [B, {dim}], got {tuple(periodic.shape)}")
     pbc3 = torch.cat([periodic, periodic.new_zeros(*periodic.shape[:-1], 3 - dim)], dim=-1)
-    edge_index, shifts = radius_graph(pos3, r, batch, loop, max_num_neighbors, cell3, pbc3)
+    edge_index, shifts = radius_graph(pos3, r, batch, loop, max_num_neighbors, cell3, pbc3, backend)
     return edge_index, shifts[:, :dim]
 
 
@@ -303,9 +327,9 @@ def _periodic_radius_graph(
         # image (atom, shift) candidates that land within `reach` of the unit cell
         img_frac = frac[:, None, :] + shifts_all[None].to(dtype)
         ok = (shifts_all.abs()[None] <= layers[graph][:, None, :]).all(-1)
-        ok &= (
-            (img_frac >= -reach[graph][:, None, :]) & (img_frac < 1 + reach[graph][:, None, :])
-        ).all(-1)
+        # (no bound in a non-periodic direction: atoms may lie outside the cell there)
+        inside = (img_frac >= -reach[graph][:, None, :]) & (img_frac < 1 + reach[graph][:, None, :])
+        ok &= (inside | ~pbc[graph][:, None, :]).all(-1)
         atom_idx, shift_idx = ok.nonzero(as_tuple=True)
         src_pos = torch.einsum("ni,nij->nj", img_frac[atom_idx, shift_idx], basis[graph[atom_idx]])
         tgt_pos = torch.einsum("ni,nij->nj", frac, basis[graph])
@@ -324,5 +348,109 @@ def _periodic_radius_graph(
             - pos.detach()[tgt]
         )
         dist2 = (vec * vec).sum(-1)
-        order = _edge_order(edge_index, dist2, pos.shape[0], max_num_neighbors)
+        order = _periodic_edge_order(edge_index, shift, dist2, pos.shape[0], max_num_neighbors)
     return edge_index[:, order], shift[order]
+
+
+def _periodic_edge_order(
+    edge_index: Tensor, shift: Tensor, dist2: Tensor, n: int, k: int | None
+) -> Tensor:
+    """:func:`_edge_order` with the images of one pair ordered by their shift (so that any
+    neighbour-list backend gives the same order)."""
+    code = shift - shift.min(0).values if shift.numel() else shift
+    span = code.max(0).values + 1 if shift.numel() else torch.ones(3, dtype=torch.long)
+    first = torch.argsort((code[:, 0] * span[1] + code[:, 1]) * span[2] + code[:, 2], stable=True)
+    return first[_edge_order(edge_index[:, first], dist2[first], n, k)]
+
+
+# ---------------------------------------------------------------------------- vesin
+def _use_vesin(backend: str, pos: Tensor, graph: Tensor) -> bool:
+    """Whether this call goes through vesin (see ``radius_graph``'s ``backend``)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch" or torch.compiler.is_compiling():
+        return False
+    if backend == "vesin":
+        if not WITH_VESIN:
+            raise ImportError("backend='vesin' needs the vesin package: pip install vesin")
+        if pos.device.type != "cpu":
+            raise ValueError(f"backend='vesin' runs on CPU tensors, got pos on {pos.device}")
+        return True
+    num_graphs = int(graph.max()) + 1 if graph.numel() else 1
+    return WITH_VESIN and pos.device.type == "cpu" and pos.shape[0] >= VESIN_MIN_POINTS * num_graphs
+
+
+def _vesin_radius_graph(
+    pos: Tensor,
+    r: float,
+    graph: Tensor,
+    loop: bool,
+    max_num_neighbors: int | None,
+    cell: Tensor | None,
+    pbc: Tensor | bool | None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The radius graph through vesin, one graph at a time (points need not be sorted by
+    graph); same edges, shifts and order as the torch paths."""
+    from vesin import NeighborList
+
+    n = pos.shape[0]
+    num_graphs = int(graph.max()) + 1 if graph.numel() else 1
+    points = pos.detach().to(torch.float64).numpy()
+    cells, periodic = _vesin_cells(cell, pbc, num_graphs, pos)
+    search = NeighborList(cutoff=r, full_list=True)
+    sources, targets, shifts = [], [], []
+    for g in range(num_graphs):
+        members = (graph == g).nonzero().flatten()
+        if members.numel() == 0:
+            continue
+        i, j, s, d = search.compute(
+            points[members.numpy()], cells[g], periodic[g], quantities="ijSd", copy=True
+        )
+        close = torch.as_tensor(d < r)
+        tgt = members[torch.as_tensor(i.astype("int64"))[close]]
+        src = members[torch.as_tensor(j.astype("int64"))[close]]
+        shift = torch.as_tensor(s)[close].long()
+        if loop:
+            tgt, src = torch.cat([tgt, members]), torch.cat([src, members])
+            shift = torch.cat([shift, shift.new_zeros(members.numel(), 3)])
+        sources.append(src), targets.append(tgt), shifts.append(shift)
+    src = torch.cat(sources) if sources else graph.new_zeros(0)
+    tgt = torch.cat(targets) if targets else graph.new_zeros(0)
+    shift = torch.cat(shifts) if shifts else graph.new_zeros(0, 3)
+    edge_index = torch.stack([src, tgt]).to(pos.device)
+    if cell is None:
+        dist2 = ((pos.detach()[src] - pos.detach()[tgt]) ** 2).sum(-1)
+        return edge_index[:, _edge_order(edge_index, dist2, n, max_num_neighbors)]
+    lattice = torch.as_tensor(cells, dtype=pos.dtype)
+    vec = pos.detach()[src] + torch.einsum("ei,eij->ej", shift.to(pos.dtype),
+                                           lattice[graph[tgt]]) - pos.detach()[tgt]  # fmt: skip
+    order = _periodic_edge_order(edge_index, shift, (vec * vec).sum(-1), n, max_num_neighbors)
+    return edge_index[:, order], shift[order]
+
+
+def _vesin_cells(
+    cell: Tensor | None, pbc: Tensor | bool | None, num_graphs: int, pos: Tensor
+) -> tuple:
+    """Per graph: a ``[3, 3]`` float64 array and three periodic flags for vesin (a zero
+    box, not periodic, without a cell)."""
+    import numpy as np
+
+    if cell is None:
+        if pbc is not None and bool(torch.as_tensor(pbc).any()):
+            raise ValueError("pbc was given without a cell; pass cell=[3, 3] or [B, 3, 3]")
+        return np.zeros((num_graphs, 3, 3)), [[False] * 3] * num_graphs
+    cell = torch.as_tensor(cell, dtype=torch.float64).detach().cpu()
+    cell = cell.expand(num_graphs, 3, 3) if cell.shape == (3, 3) else cell
+    if cell.dim() != 3 or cell.shape[1:] != (3, 3) or cell.shape[0] < num_graphs:
+        raise ValueError(
+            f"cell must be [3, 3] or [B, 3, 3] with B = {num_graphs}, got {tuple(cell.shape)}"
+        )
+    flags = torch.ones(3, dtype=torch.bool) if pbc is None else torch.as_tensor(pbc).cpu()
+    flags = flags.bool().expand(3) if flags.dim() == 0 else flags.bool()
+    flags = flags.expand(num_graphs, 3) if flags.dim() == 1 else flags
+    if flags.shape != (num_graphs, 3):
+        raise ValueError(f"pbc must be bool, [3] or [{num_graphs}, 3], got {tuple(flags.shape)}")
+    singular = flags.any(-1) & (torch.linalg.det(cell[:num_graphs]).abs() < 1e-12)
+    if singular.any():
+        raise ValueError("a periodic cell is singular (zero volume)")
+    return cell[:num_graphs].numpy(), flags.tolist()

@@ -44,6 +44,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
+from geobasis._chunked import block_rows
 from geobasis._tracing import traced
 from geobasis.o3.layout import check_lmax, degree_slice
 
@@ -125,9 +126,11 @@ def _cast(value, dtype: torch.dtype):
     return value.to(dtype) if isinstance(value, Tensor) else value
 
 
-def _chunk_size(lmax: int) -> int:
-    """Vectors per chunk: the per-chunk work arrays stay in the processor's cache."""
-    return max(1024, (1 << 19) // (lmax + 1) ** 2)
+def _chunk_size(lmax: int, n: int, device: torch.device) -> int:
+    """Vectors per chunk: on CPU the per-chunk work arrays stay in the processor's cache;
+    on a GPU all of them unless memory requires blocks (:func:`block_rows`)."""
+    cpu = max(1024, (1 << 19) // (lmax + 1) ** 2)
+    return block_rows(n, 8 * (lmax + 1) ** 2, device, cpu)
 
 
 def _chunks(n: int, size: int):
@@ -176,7 +179,7 @@ def _forward_chunked(lmax: int, cuw: Tensor, tables: dict[str, Tensor]) -> Tenso
     dim = (lmax + 1) ** 2
     out = cuw.new_empty((n, dim))
     work = tables["a"].dtype  # float64 work arrays for float32 input: one final rounding
-    bsz = min(_chunk_size(lmax), max(n, 1))
+    bsz = min(_chunk_size(lmax, n, cuw.device), max(n, 1))
     q_full = cuw.new_empty((dim, bsz), dtype=work)
     t_full = cuw.new_empty((2 * lmax + 1, bsz), dtype=work)
     for lo, hi in _chunks(n, bsz):
@@ -209,7 +212,7 @@ def _vjp_chunked(lmax: int, cuw: Tensor, grad: Tensor, tables: dict[str, Tensor]
     width = 2 * lmax + 1
     work = cuw.dtype
     result = cuw.new_empty((3, n))
-    bsz = min(_chunk_size(lmax), max(n, 1))
+    bsz = min(_chunk_size(lmax, n, cuw.device), max(n, 1))
     g_full = cuw.new_empty((dim, bsz), dtype=work)
     gc_full = cuw.new_empty((dim, bsz), dtype=work)
     q_full = cuw.new_empty((dim, bsz), dtype=work)

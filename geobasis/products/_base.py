@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from geobasis._chunked import chunked_rows
+from geobasis._chunked import block_rows, chunked_rows
 from geobasis._tracing import traced
 from geobasis.o3.layout import check_lmax
 
@@ -312,10 +312,18 @@ class EquivariantProduct(nn.Module):
 
     chunk_size: int | None = None
 
-    def batch_chunk(self, x1: Tensor) -> int:
-        """Batch elements per chunk for ``x1 [B, D1, C]``: :attr:`chunk_size` (subclasses
-        choose one from the tensor sizes when it is ``None``)."""
+    def cpu_batch_chunk(self, x1: Tensor) -> int:
+        """Batch elements per chunk on CPU for ``x1 [B, D1, C]``: :attr:`chunk_size`
+        (subclasses choose a cache-sized one from the tensor sizes when it is ``None``)."""
         return self.chunk_size or 128
+
+    def batch_chunk(self, x1: Tensor) -> int:
+        """Batch elements per chunk: :meth:`cpu_batch_chunk` on CPU; on a GPU the whole
+        batch unless memory requires blocks (:func:`geobasis._chunked.block_rows`)."""
+        cpu = self.cpu_batch_chunk(x1)
+        if x1.device.type == "cpu" or getattr(self, "chunk_size", None) is not None:
+            return cpu
+        return block_rows(x1.shape[0], x1[:1].numel() * x1.element_size(), x1.device, cpu)
 
     def _chunked_plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         """``_plain_product`` in blocks of ``chunk_size`` rows: only the inputs are saved,

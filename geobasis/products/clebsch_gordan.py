@@ -301,8 +301,8 @@ class ClebschGordanProduct(EquivariantProduct):
         new = x1.new_empty if reached else x1.new_zeros
         return new(x1.shape[0], self.dim_out, x1.shape[2])
 
-    def batch_chunk(self, x1: Tensor) -> int:
-        """Batch elements per chunk: :attr:`chunk_size` if set, else the largest power of
+    def cpu_batch_chunk(self, x1: Tensor) -> int:
+        """Batch elements per chunk on CPU: :attr:`chunk_size` if set, else the largest power of
         two (32..512) whose weighted rows take at most 2 MiB, which keeps a chunk's
         intermediates in the L2 cache (measured best at L = 2 to 4, C = 32 and 64)."""
         if self.chunk_size is not None:

@@ -187,7 +187,7 @@ class GauntFourierProduct(GauntProduct):
         for l in range(lmax2 + 1):
             degree_mask[degree_slice(l), l] = 1
         self.register_buffer("_degree_mask", degree_mask, False)
-        self.chunk_size = 128
+        self.chunk_size: int | None = None  # CPU blocks of 128 (cpu_batch_chunk)
 
     def _to_torus(self, x: Tensor, which: str) -> Tensor:
         """``x [B, D, C]`` -> values ``[B, C, res_beta, res_alpha]`` on the torus grid."""

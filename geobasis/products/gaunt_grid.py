@@ -231,8 +231,8 @@ class GauntGridProduct(GauntProduct):
         self.chunk_size: int | None = None
         self.max_saved_bytes = 1 << 29  # keep grid values for backward up to 512 MiB
 
-    def batch_chunk(self, x1: Tensor) -> int:
-        """Batch elements per chunk: :attr:`chunk_size` if set, else ``4096 / C`` (32..512):
+    def cpu_batch_chunk(self, x1: Tensor) -> int:
+        """Batch elements per chunk on CPU: :attr:`chunk_size` if set, else ``4096 / C`` (32..512):
         128 at C = 32, 64 at C = 64, measured best at L = 4."""
         if self.chunk_size is not None:
             return self.chunk_size

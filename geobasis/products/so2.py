@@ -98,6 +98,8 @@ class SO2Product(EquivariantProduct):
         self.path_set = paths
         self.slots = _slots(lmax1, lmax_out, paths)
         self._blocks = _blocks(self.slots)
+        self._input_sizes = [len(b[1]) for b in self._blocks for _ in range(2 if b[0] else 1)]
+        self._weight_sizes = [r[1] - r[0] for b in self._blocks for r in b[4:6] if r is not None]
         self._init_weights(len(self.slots))
         self.build_tables((lmax1, lmax_out, paths), self._build_tables)
 
@@ -119,6 +121,8 @@ class SO2Product(EquivariantProduct):
         self.register_table("_sin_sign", -torch.sign(m_of).double())  # +m: -sin, -m: +sin
         order = _output_order(self._blocks, self.lmax_out)
         self.register_buffer("_order", order, persistent=False)
+        rows = [r for m, plus, minus, *_ in self._blocks for r in (plus + minus if m else plus)]
+        self.register_buffer("_m_major", torch.tensor(rows), persistent=False)
 
     # ------------------------------------------------------------------ forward
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
@@ -154,26 +158,30 @@ class SO2Product(EquivariantProduct):
         return x * cos[:, None, :] + x[..., self._partner[:dim]] * sin[:, None, :]
 
     def _tilt(self, x: Tensor, lmax: int, transpose: bool) -> Tensor:
-        """``J x`` (or ``J^T x``) degree by degree, ``x [B, C, D]``."""
-        blocks = []
-        for l in range(lmax + 1):
+        """``J x`` (or ``J^T x``) degree by degree, ``x [B, C, D]``.  (``split``, not
+        slicing: its backward concatenates once instead of padding every block.)"""
+        blocks = x.split([2 * l + 1 for l in range(lmax + 1)], dim=-1)
+        rotated = []
+        for l, block in enumerate(blocks):
             tilt = getattr(self, f"_tilt_l{l}")
-            blocks.append(x[..., degree_slice(l)] @ (tilt if transpose else tilt.t()))
-        return torch.cat(blocks, dim=-1)
+            rotated.append(block @ (tilt if transpose else tilt.t()))
+        return torch.cat(rotated, dim=-1)
 
     def _so2_maps(self, x: Tensor, weight: Tensor) -> Tensor:
         """The per-:math:`m` maps in the edge frame: ``x [B, C, D1]``, ``weight [B, C, S]``
-        -> ``[B, C, D_out]``."""
+        -> ``[B, C, D_out]``.  One gather puts ``x`` in ``m``-major order (per ``m``: the
+        ``+m`` rows, then the ``-m`` rows), one ``split`` cuts it and the weights."""
+        inputs = iter(x[..., self._m_major].split(self._input_sizes, dim=-1))
+        weights = iter(weight.split(self._weight_sizes, dim=-1))
         pieces = []
-        for m, plus, minus, out_rows, w1, w2 in self._blocks:
-            x_plus = x[..., plus]
+        for m, plus, _, out_rows, w1, w2 in self._blocks:
             shape = (*x.shape[:2], len(out_rows), len(plus))
-            first = None if w1 is None else weight[..., w1[0] : w1[1]].reshape(shape)
-            second = None if w2 is None else weight[..., w2[0] : w2[1]].reshape(shape)
+            first = None if w1 is None else next(weights).reshape(shape)
+            second = None if w2 is None else next(weights).reshape(shape)
             if m == 0:
-                pieces.append((first @ x_plus[..., None])[..., 0])
+                pieces.append((first @ next(inputs)[..., None])[..., 0])
                 continue
-            x_minus = x[..., minus]
+            x_plus, x_minus = next(inputs), next(inputs)
             both = torch.stack([x_plus, x_minus], dim=-1)  # [B, C, n1, 2]
             y = 0
             if first is not None:

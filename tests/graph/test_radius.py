@@ -203,3 +203,75 @@ def test_half_precision_and_non_finite_input_are_named():
     cell[0, 0] = float("inf")
     with pytest.raises(ValueError, match="cell has non-finite"):
         radius_graph(pos, 2.0, cell=cell)
+
+
+def _ase_edges(pos, r, cell, pbc):
+    """ASE's neighbour list as a set of (source, target, shift)."""
+    from ase.neighborlist import primitive_neighbor_list
+
+    i, j, shift = primitive_neighbor_list("ijS", pbc, cell.numpy(), pos.numpy(), r)
+    return {(int(b), int(a), *map(int, s)) for a, b, s in zip(i, j, shift)}
+
+
+def _edges(edge_index, shifts):
+    return {(s, t, *sh) for (s, t), sh in zip(edge_index.t().tolist(), shifts.tolist())}
+
+
+@pytest.mark.parametrize("backend", ["torch", "vesin"])
+def test_slab_with_atoms_outside_the_cell_in_its_open_direction_matches_ase(backend):
+    """A slab periodic in x and z whose atoms spread beyond the cell along y (vacuum)."""
+    if backend == "vesin":
+        pytest.importorskip("vesin")
+    pytest.importorskip("ase")
+    gen = torch.Generator().manual_seed(0)
+    cell = torch.tensor([[9.0, 0.3, 0.0], [0.5, 8.0, 0.2], [0.1, -0.4, 10.0]], dtype=torch.float64)
+    pos = torch.randn(400, 3, generator=gen, dtype=torch.float64) * 6
+    pbc = [True, False, True]
+    edge_index, shifts = radius_graph(pos, 5.0, cell=cell, pbc=torch.tensor(pbc), backend=backend)
+    assert _edges(edge_index, shifts) == _ase_edges(pos, 5.0, cell, pbc)
+    assert shifts[:, 1].eq(0).all()
+
+
+def _same(a, b):
+    pairs = zip(a, b) if isinstance(a, tuple) else [(a, b)]
+    return all(torch.equal(x, y) for x, y in pairs)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["open", "loop", "nearest", "batched", "periodic", "mixed", "small cell", "2-D periodic"],
+)
+def test_vesin_gives_the_cell_lists_edges_in_the_same_order(case):
+    pytest.importorskip("vesin")
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.rand(3000, 3, generator=gen, dtype=torch.float64) * 31
+    cell = torch.tensor(
+        [[31.0, 0.4, 0.0], [0.3, 30.0, 0.5], [-0.2, 0.1, 32.0]], dtype=torch.float64
+    )
+    kwargs = {
+        "open": {},
+        "loop": {"loop": True},
+        "nearest": {"max_num_neighbors": 7},
+        "batched": {"batch": (torch.arange(3000) >= 1200).long()},
+        "periodic": {"cell": cell, "loop": True},
+        "mixed": {"cell": cell, "pbc": torch.tensor([True, False, True]), "max_num_neighbors": 9},
+        "small cell": {"cell": cell / 10, "loop": True},
+        "2-D periodic": {"cell": cell[:2, :2]},
+    }[case]
+    if case == "small cell":
+        pos = pos[:300] / 10
+    if case == "2-D periodic":
+        pos = pos[:, :2]
+    expected = radius_graph(pos, 4.0, backend="torch", **kwargs)
+    got = radius_graph(pos, 4.0, backend="vesin", **kwargs)
+    assert _same(expected, got)
+    assert _same(expected, radius_graph(pos, 4.0, **kwargs))  # "auto" picks either
+
+
+def test_backend_errors():
+    pos = torch.rand(10, 3)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        radius_graph(pos, 1.0, backend="kdtree")
+    if not radius_module.WITH_VESIN:
+        with pytest.raises(ImportError, match="pip install vesin"):
+            radius_graph(pos, 1.0, backend="vesin")
