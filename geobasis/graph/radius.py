@@ -391,34 +391,19 @@ def _vesin_radius_graph(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The radius graph through vesin, one graph at a time (points need not be sorted by
     graph); same edges, shifts and order as the torch paths."""
-    from vesin import NeighborList
-
     n = pos.shape[0]
     num_graphs = int(graph.max()) + 1 if graph.numel() else 1
-    points = pos.detach().to(torch.float64).numpy()
     cells, periodic = _vesin_cells(cell, pbc, num_graphs, pos)
-    search = NeighborList(cutoff=r, full_list=True)
-    sources, targets, shifts = [], [], []
-    for g in range(num_graphs):
-        members = (graph == g).nonzero().flatten()
-        if members.numel() == 0:
-            continue
-        i, j, s, d = search.compute(
-            points[members.numpy()], cells[g], periodic[g], quantities="ijSd", copy=True
-        )
-        close = torch.as_tensor(d < r)
-        tgt = members[torch.as_tensor(i.astype("int64"))[close]]
-        src = members[torch.as_tensor(j.astype("int64"))[close]]
-        shift = torch.as_tensor(s)[close].long()
-        if loop:
-            tgt, src = torch.cat([tgt, members]), torch.cat([src, members])
-            shift = torch.cat([shift, shift.new_zeros(members.numel(), 3)])
-        sources.append(src), targets.append(tgt), shifts.append(shift)
-    src = torch.cat(sources) if sources else graph.new_zeros(0)
-    tgt = torch.cat(targets) if targets else graph.new_zeros(0)
-    shift = torch.cat(shifts) if shifts else graph.new_zeros(0, 3)
-    edge_index = torch.stack([src, tgt]).to(pos.device)
+    src, tgt, shift = _vesin_pairs(pos, r, graph, num_graphs, cells, periodic, cell is not None)
+    if loop:
+        every = torch.arange(n)
+        src, tgt = torch.cat([src, every]), torch.cat([tgt, every])
+        shift = None if shift is None else torch.cat([shift, shift.new_zeros(n, 3)])
+    edge_index = torch.stack([src, tgt])
     if cell is None:
+        if max_num_neighbors is None:  # one sort of the (target, source) keys
+            key = torch.sort(tgt * max(n, 1) + src).values
+            return torch.stack([key % max(n, 1), key // max(n, 1)])
         dist2 = ((pos.detach()[src] - pos.detach()[tgt]) ** 2).sum(-1)
         return edge_index[:, _edge_order(edge_index, dist2, n, max_num_neighbors)]
     lattice = torch.as_tensor(cells, dtype=pos.dtype)
@@ -426,6 +411,39 @@ def _vesin_radius_graph(
                                            lattice[graph[tgt]]) - pos.detach()[tgt]  # fmt: skip
     order = _periodic_edge_order(edge_index, shift, (vec * vec).sum(-1), n, max_num_neighbors)
     return edge_index[:, order], shift[order]
+
+
+def _vesin_pairs(
+    pos: Tensor, r: float, graph: Tensor, num_graphs: int, cells, periodic, with_shifts: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(source, target, shift or None)`` of every pair closer than ``r`` (no loops),
+    graph by graph, in vesin's order."""
+    from vesin import NeighborList
+
+    points = pos.detach().to(torch.float64).numpy()
+    search = NeighborList(cutoff=r, full_list=True)
+    sources, targets, shifts = [], [], []
+    for g in range(num_graphs):
+        members = (graph == g).nonzero().flatten() if num_graphs > 1 else None
+        part = points if members is None else points[members.numpy()]
+        if part.shape[0] == 0:
+            continue
+        if with_shifts:
+            i, j, s, d = search.compute(part, cells[g], periodic[g], quantities="ijSd")
+            close = torch.as_tensor(d < r)
+            shifts.append(torch.as_tensor(s)[close].long())
+        else:  # vesin keeps distances < r itself
+            i, j = search.compute(part, cells[g], periodic[g], quantities="ij")
+            close = slice(None)
+        i = torch.as_tensor(i.astype("int64"))[close]
+        j = torch.as_tensor(j.astype("int64"))[close]
+        targets.append(i if members is None else members[i])
+        sources.append(j if members is None else members[j])
+    empty = graph.new_zeros(0)
+    src = torch.cat(sources) if sources else empty
+    tgt = torch.cat(targets) if targets else empty
+    shift = (torch.cat(shifts) if shifts else graph.new_zeros(0, 3)) if with_shifts else None
+    return src, tgt, shift
 
 
 def _vesin_cells(
