@@ -11,6 +11,9 @@ class                      computes                                    cost per 
                            coefficients and FFTs
 ``SO2Product``             the CG product with edge harmonics as       O(L^3)
                            per-m SO(2) maps in the edge frame (eSCN)
+``GauntBracketProduct``    the odd paths on the grid through the       O(L^4)
+                           spherical Poisson bracket; ``paths="all"``
+                           adds the pointwise product (every path)
 =========================  ==========================================  ===============
 
 By name: ``geobasis.products.make(name, ...)`` and :data:`PRODUCTS` (``registry.py``).
@@ -22,12 +25,15 @@ from geobasis.products._base import EquivariantProduct
 from geobasis.products._e3nn import e3nn_equivalent
 from geobasis.products._gaunt import GauntProduct
 from geobasis.products.clebsch_gordan import ClebschGordanProduct
+from geobasis.products.gaunt_bracket import GauntBracketProduct, bracket_factor
 from geobasis.products.gaunt_fourier import GauntFourierProduct, sh_to_fourier
 from geobasis.products.gaunt_grid import GauntGridProduct
 from geobasis.products.registry import PRODUCTS, make
 from geobasis.products.so2 import SO2Product
 
 __all__ = [
+    "GauntBracketProduct",
+    "bracket_factor",
     "EquivariantProduct",
     "ClebschGordanProduct",
     "GauntProduct",

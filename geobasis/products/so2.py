@@ -140,7 +140,7 @@ class SO2Product(EquivariantProduct):
         x = self._tilt(x, self.lmax1, transpose=True)
         x = self._about_pole(x, beta, inverse=True)
         x = self._tilt(x, self.lmax1, transpose=False)
-        y = self._so2_maps(x, weight.expand(x.shape[0], -1, -1).transpose(1, 2))
+        y = self._so2_maps(x.transpose(1, 2), weight).transpose(1, 2)
         y = self._tilt(y, self.lmax_out, transpose=True)
         y = self._about_pole(y, beta, inverse=False)
         y = self._tilt(y, self.lmax_out, transpose=False)
@@ -168,30 +168,33 @@ class SO2Product(EquivariantProduct):
         return torch.cat(rotated, dim=-1)
 
     def _so2_maps(self, x: Tensor, weight: Tensor) -> Tensor:
-        """The per-:math:`m` maps in the edge frame: ``x [B, C, D1]``, ``weight [B, C, S]``
-        -> ``[B, C, D_out]``.  One gather puts ``x`` in ``m``-major order (per ``m``: the
-        ``+m`` rows, then the ``-m`` rows), one ``split`` cuts it and the weights."""
-        inputs = iter(x[..., self._m_major].split(self._input_sizes, dim=-1))
-        weights = iter(weight.split(self._weight_sizes, dim=-1))
+        """The per-:math:`m` maps in the edge frame, channels last: ``x [B, D1, C]``,
+        ``weight [B or 1, S, C]`` -> ``[B, D_out, C]``.  One gather puts ``x`` in
+        ``m``-major order (per ``m``: the ``+m`` rows, then the ``-m`` rows), one ``split``
+        cuts it and the weights; each map is a broadcast multiply and a sum, vectorised
+        over the contiguous channels (per-edge maps are too small for matrix kernels)."""
+        inputs = iter(x.index_select(1, self._m_major).split(self._input_sizes, dim=1))
+        weights = iter(weight.split(self._weight_sizes, dim=1))
         pieces = []
         for m, plus, _, out_rows, w1, w2 in self._blocks:
-            shape = (*x.shape[:2], len(out_rows), len(plus))
+            shape = (weight.shape[0], len(out_rows), len(plus), weight.shape[-1])
             first = None if w1 is None else next(weights).reshape(shape)
             second = None if w2 is None else next(weights).reshape(shape)
+            x_plus = next(inputs).unsqueeze(1)  # [B, 1, n1, C]
             if m == 0:
-                pieces.append((first @ next(inputs)[..., None])[..., 0])
+                pieces.append((first * x_plus).sum(2))
                 continue
-            x_plus, x_minus = next(inputs), next(inputs)
-            both = torch.stack([x_plus, x_minus], dim=-1)  # [B, C, n1, 2]
-            y = 0
+            x_minus = next(inputs).unsqueeze(1)
+            y_plus = y_minus = 0
             if first is not None:
-                y = y + first @ both  # [B, C, n_out, 2]: W1 x+, W1 x-
+                y_plus = y_plus + (first * x_plus).sum(2)
+                y_minus = y_minus + (first * x_minus).sum(2)
             if second is not None:
-                swapped = second @ both
-                y = y + torch.stack([-swapped[..., 1], swapped[..., 0]], dim=-1)
-            pieces.extend([y[..., 0], y[..., 1]])
-        flat = torch.cat(pieces + [x.new_zeros(*x.shape[:2], 1)], dim=-1)
-        return flat[..., self._order]
+                y_plus = y_plus - (second * x_minus).sum(2)
+                y_minus = y_minus + (second * x_plus).sum(2)
+            pieces.extend([y_plus, y_minus])
+        flat = torch.cat(pieces + [x.new_zeros(x.shape[0], 1, x.shape[-1])], dim=1)
+        return flat.index_select(1, self._order)
 
     # ------------------------------------------------------------------ CG weights
     def weights_from_cg(self, cg_weight: Tensor, cg_paths: list[tuple[int, int, int]],
