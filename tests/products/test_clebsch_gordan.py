@@ -294,3 +294,29 @@ def test_plain_form_equals_forward_values_and_gradients(shared_x2):
     gb = torch.autograd.grad(b.square().sum(), (x1, x2, w))
     for u, v in zip(ga, gb):
         assert torch.allclose(u, v, atol=1e-11)
+
+
+@pytest.mark.parametrize("paths", ["even", "odd", "all"])
+def test_degree_one_closed_form_equals_the_grouped_kernel(paths):
+    """Degrees <= 1 take a closed form (scalar, dot, cross products); it must equal the
+    general grouped-GEMM kernel for every band-limit combination, weighted or not."""
+    import itertools
+
+    for l1, l2, lo in itertools.product((0, 1), repeat=3):
+        if not coupling_paths(l1, l2, lo, paths):
+            continue
+        for weights in ("external", "internal", "none"):
+            cg = ClebschGordanProduct(l1, l2, lo, 3, weights, paths=paths).double()
+            assert cg._degree_one == ((1, 1, 1) not in cg.paths)
+            x1 = torch.randn(7, (l1 + 1) ** 2, 3, dtype=torch.float64)
+            x2 = torch.randn(7, (l2 + 1) ** 2, dtype=torch.float64)
+            w = (
+                torch.randn(7, *cg.weight_shape, dtype=torch.float64)
+                if weights == "external"
+                else None
+            )
+            internal = cg.weight[None] if weights == "internal" else w
+            closed = cg._degree_one_product(x1, x2, internal)
+            assert torch.equal(cg(x1, x2, w), closed if cg._degree_one else cg(x1, x2, w))
+            general = cg._shared_x2_forward(x1, x2, internal)
+            assert (closed - general).abs().max() < 1e-12, (l1, l2, lo, weights)
