@@ -114,3 +114,24 @@ def test_frames_and_positional_encodings_on_cuda_match_cpu():
     assert torch.allclose(
         random_walk_pe(edge_index.cuda(), batch.num_nodes, 4, batch.batch.cuda()).cpu(), rw
     )
+
+
+def test_the_one_shot_gpu_script_runs_dry_on_the_cpu(tmp_path):
+    """``benchmarks/gpu.sh --dry-run``: the script the device tool runs, on CPU with tiny
+    sizes (no GPU, no network), writes its tables."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OUT": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu.sh"), "--dry-run"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    table = json.loads((tmp_path / "gpu.json").read_text())
+    assert table["device"].startswith("cpu")
+    assert all(table[k] for k in ("harmonics", "products", "training"))
+    assert (tmp_path / "gpu.md").read_text().count("|") > 20
