@@ -64,12 +64,19 @@ def test_edge_features_from_radius_graph_are_device_generic():
     assert vec.device == pos.device and length.shape == (edge_index.shape[1],)
 
 
-@pytest.mark.parametrize("name", ["cg", "grid", "fourier"])
+@pytest.mark.parametrize("name", ["cg", "grid", "fourier", "so2", "bracket"])
 def test_product_inference_compiles_without_graph_breaks(name):
     """torch.compile(fullgraph=True) on each product's inference path."""
-    from geobasis.products import ClebschGordanProduct, GauntFourierProduct, GauntGridProduct
+    from geobasis.products import (
+        ClebschGordanProduct,
+        GauntBracketProduct,
+        GauntFourierProduct,
+        GauntGridProduct,
+        SO2Product,
+    )
 
-    cls = {"cg": ClebschGordanProduct, "grid": GauntGridProduct, "fourier": GauntFourierProduct}
+    cls = {"cg": ClebschGordanProduct, "grid": GauntGridProduct, "fourier": GauntFourierProduct,
+           "so2": SO2Product, "bracket": GauntBracketProduct}  # fmt: skip
     product = cls[name](2, 2, 2, 4, "external")
     x1, x2 = torch.randn(16, 9, 4), torch.randn(16, 9)
     w = torch.randn(16, *product.weight_shape)
