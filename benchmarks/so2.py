@@ -4,7 +4,7 @@ forward + backward, per-edge weights, float32, one thread.
 The SO(2) product gets its own weights (``weight_shape``), the CG product its paths'
 weights; both with edge harmonics of random directions.  Writes results/so2.{json,md}.
 
-    python benchmarks/so2.py [--lmax 2 3 4 6 8] [--edges 2000] [--channels 32]
+    python benchmarks/so2.py [--lmax 2 3 4 6 8] [--edges 2000] [--channels 32 64]
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lmax", type=int, nargs="+", default=[2, 3, 4, 6, 8])
     parser.add_argument("--edges", type=int, default=2000)
-    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--channels", type=int, nargs="+", default=[32])
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for lmax in args.lmax:
-        c = args.channels
+    for c, lmax in [(c, lmax) for c in args.channels for lmax in args.lmax]:
         cg = ClebschGordanProduct(lmax, lmax, lmax, c, "external", paths="even")
         so2 = SO2Product(lmax, lmax, lmax, c, "external")
         x1 = torch.randn(args.edges, (lmax + 1) ** 2, c)
@@ -50,7 +49,7 @@ def main() -> None:
                      "SO(2) ms": 1e3 * t_so2, "SO(2) speed-up": t_cg / t_so2,
                      "CG weights": cg.weight_shape[0], "SO(2) weights": so2.weight_shape[0]})  # fmt: skip
         print(rows[-1], flush=True)
-    notes = (f"{args.edges} edges, C = {args.channels}, float32, forward + backward, one thread, "
+    notes = (f"{args.edges} edges, C = {', '.join(map(str, args.channels))}, float32, forward + backward, one thread, "
              "median of 5 after warm-up, measured alternately in one process.")  # fmt: skip
     print(write_results("so2", rows, list(rows[0]), "SO(2) product vs CG", notes).read_text())
 

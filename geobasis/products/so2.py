@@ -24,10 +24,13 @@ per :math:`m`), so the SO(2) weights span the CG product with edge harmonics up 
 :math:`L_1 + L_{out}`, whatever ``lmax2``: more expressive than the CG product at a
 lower ``lmax2``.
 
-Cost per edge and channel: the rotations are :math:`O(L^3)` (rotations about the polar
-axis are diagonal in :math:`\pm m` pairs; the tilt :math:`R_x(\beta) = Q R_y(\beta) Q^\top`
-goes through one constant matrix :math:`J = D(Q)` per degree, :math:`Q \hat y = \hat x`),
-the SO(2) maps :math:`O(L^3)`; the CG product is :math:`O(L^5)`.
+Cost: the rotation is built once per edge, independent of the channels, as one matrix per
+degree, by rotating :math:`2L+1` one-hot rows (rotations about the polar axis are diagonal
+in :math:`\pm m` pairs, and the tilt :math:`R_x(\beta) = Q R_y(\beta) Q^\top` goes through
+one constant matrix :math:`J = D(Q)` per degree, :math:`Q \hat y = \hat x`; no per-edge
+``matrix_exp``): :math:`O(L^4)` per edge, shared by all channels.  Applying it and the
+SO(2) maps costs :math:`O(L^3)` per edge and channel, against the CG product's
+:math:`O(L^5)`.
 
 Parity: :math:`W^{(1)}` alone (``paths="even"``) is O(3)-equivariant with natural parity,
 :math:`W^{(2)}` alone (``"odd"``) gives pseudotensors, both (``"all"``) SO(3) only, as for
@@ -123,6 +126,13 @@ class SO2Product(EquivariantProduct):
         self.register_buffer("_order", order, persistent=False)
         rows = [r for m, plus, minus, *_ in self._blocks for r in (plus + minus if m else plus)]
         self.register_buffer("_m_major", torch.tensor(rows), persistent=False)
+        # [2 lmax + 1, D]: row k holds component m = k - l of every degree l (one-hot), so
+        # rotating it gives every degree's rotation matrix at once (see _frame_blocks)
+        one_hot = torch.zeros(2 * lmax + 1, (lmax + 1) ** 2, dtype=torch.float64)
+        for l in range(lmax + 1):
+            for k in range(2 * l + 1):
+                one_hot[k, l * l + k] = 1.0
+        self.register_table("_one_hot", one_hot)
 
     # ------------------------------------------------------------------ forward
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
@@ -134,18 +144,25 @@ class SO2Product(EquivariantProduct):
                 "SO2Product: x2 must be edge harmonics [..., (L2+1)**2] with one shared "
                 f"channel, got {tuple(x2.shape)} per batch element with channels"
             )
-        alpha, beta = _frame_angles(x2[:, 1:4], max(self.lmax1, self.lmax_out))
-        x = x1.transpose(1, 2)  # [B, C, D1]: rotations and maps act on the last axis
-        x = self._about_pole(x, alpha, inverse=True)
-        x = self._tilt(x, self.lmax1, transpose=True)
-        x = self._about_pole(x, beta, inverse=True)
-        x = self._tilt(x, self.lmax1, transpose=False)
-        y = self._so2_maps(x.transpose(1, 2), weight).transpose(1, 2)
-        y = self._tilt(y, self.lmax_out, transpose=True)
-        y = self._about_pole(y, beta, inverse=False)
-        y = self._tilt(y, self.lmax_out, transpose=False)
-        y = self._about_pole(y, alpha, inverse=False)
-        return y.transpose(1, 2)
+        frames = self._frame_blocks(x2[:, 1:4])
+        x = _rotate(frames, x1, self.lmax1, inverse=False)  # into the edge frame
+        y = self._so2_maps(x, weight)
+        return _rotate(frames, y, self.lmax_out, inverse=True)  # and back
+
+    def _frame_blocks(self, direction: Tensor) -> list[Tensor]:
+        r"""Per degree ``l``, ``T_l [B, 2l+1, 2l+1]`` with :math:`\tilde x_l = T_l^\top x_l`
+        the rotation into each edge's frame.  Built by rotating the one-hot rows of
+        ``_one_hot`` (``2 lmax + 1`` of them, whatever the number of channels): pole rotation
+        by :math:`-\alpha`, tilt, pole rotation by :math:`-\beta`, tilt back; O(L^3) per
+        edge and independent of the channels."""
+        lmax = max(self.lmax1, self.lmax_out)
+        alpha, beta = _frame_angles(direction, lmax)
+        rows = self._one_hot.expand(direction.shape[0], -1, -1)  # [B, 2L+1, D]
+        rows = self._about_pole(rows, alpha, inverse=True)
+        rows = self._tilt(rows, lmax, transpose=True)
+        rows = self._about_pole(rows, beta, inverse=True)
+        rows = self._tilt(rows, lmax, transpose=False)
+        return [rows[:, : 2 * l + 1, degree_slice(l)] for l in range(lmax + 1)]
 
     def _about_pole(self, x: Tensor, angle: tuple[Tensor, Tensor], inverse: bool) -> Tensor:
         r"""Rotation about the polar axis :math:`y` by :math:`\pm\theta` per batch element:
@@ -232,6 +249,17 @@ class SO2Product(EquivariantProduct):
                 value = coupling[l1 + m, l + m] if kind == 1 else coupling[l1 + m, l - m]
                 table[p, index[slot]] = value
         return table
+
+
+def _rotate(frames: list[Tensor], x: Tensor, lmax: int, inverse: bool) -> Tensor:
+    """``x [B, (lmax+1)**2, C]`` rotated degree by degree: ``T_l^T x_l`` into the edge
+    frame, ``T_l x_l`` back (``inverse``)."""
+    blocks = x.split([2 * l + 1 for l in range(lmax + 1)], dim=1)
+    rotated = [
+        torch.matmul(frames[l] if inverse else frames[l].transpose(1, 2), block)
+        for l, block in enumerate(blocks)
+    ]
+    return torch.cat(rotated, dim=1)
 
 
 def _slots(lmax1: int, lmax_out: int, paths: str) -> list[tuple[int, int, int, int]]:
