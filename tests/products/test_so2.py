@@ -89,3 +89,23 @@ def test_registry_conv_and_errors():
     odd = ClebschGordanProduct(1, 1, 1, 2, "external", paths="odd")
     with pytest.raises(ValueError, match="needs paths='all' or 'odd'"):
         so2.cg_map(odd.paths)
+
+
+def test_blocks_of_edges_give_the_same_values_and_gradients():
+    so2 = SO2Product(3, 3, 3, 4, "external").double()
+    x1, vectors, sh = _inputs(3, 3, edges=10, channels=4)
+    w = torch.randn(10, *so2.weight_shape, dtype=D)
+
+    def run(chunk):
+        so2.chunk_size = chunk
+        x, weight = x1.clone().requires_grad_(), w.clone().requires_grad_()
+        out = so2(x, sh, weight)
+        (out * torch.arange(out.numel(), dtype=D).reshape(out.shape)).sum().backward()
+        return out, x.grad, weight.grad
+
+    for whole, blocked in zip(run(None), run(3), strict=True):
+        assert torch.allclose(whole, blocked, atol=1e-12)
+    assert so2.batch_chunk(x1) == 3
+    so2.chunk_size = None
+    assert so2.batch_chunk(x1) == 10  # small edges: one block
+    assert SO2Product(8, 8, 8, 64).batch_chunk(torch.empty(1000, 81, 64)) == 256
