@@ -165,8 +165,8 @@ class SO2Product(EquivariantProduct):
         r"""Per degree ``l``, ``T_l [B, 2l+1, 2l+1]`` with :math:`\tilde x_l = T_l^\top x_l`
         the rotation into each edge's frame.  Built by rotating the one-hot rows of
         ``_one_hot`` (``2 lmax + 1`` of them, whatever the number of channels): pole rotation
-        by :math:`-\alpha`, tilt, pole rotation by :math:`-\beta`, tilt back; O(L^3) per
-        edge and independent of the channels."""
+        by :math:`-\alpha`, tilt, pole rotation by :math:`-\beta`, tilt back; O(L^4) per
+        edge, independent of the channels."""
         lmax = max(self.lmax1, self.lmax_out)
         alpha, beta = _frame_angles(direction, lmax)
         rows = self._one_hot.expand(direction.shape[0], -1, -1)  # [B, 2L+1, D]
