@@ -418,10 +418,12 @@ def _vesin_pairs(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(source, target, shift or None)`` of every pair closer than ``r`` (no loops),
     graph by graph, in vesin's order."""
+    import numpy as np
     from vesin import NeighborList
 
     points = pos.detach().to(torch.float64).numpy()
-    search = NeighborList(cutoff=r, full_list=True)
+    # open systems: each pair once (half the search), mirrored below
+    search = NeighborList(cutoff=r, full_list=with_shifts)
     sources, targets, shifts = [], [], []
     for g in range(num_graphs):
         members = (graph == g).nonzero().flatten() if num_graphs > 1 else None
@@ -434,6 +436,7 @@ def _vesin_pairs(
             shifts.append(torch.as_tensor(s)[close].long())
         else:  # vesin keeps distances < r itself
             i, j = search.compute(part, cells[g], periodic[g], quantities="ij")
+            i, j = np.concatenate([i, j]), np.concatenate([j, i])
             close = slice(None)
         i = torch.as_tensor(i.astype("int64"))[close]
         j = torch.as_tensor(j.astype("int64"))[close]

@@ -21,22 +21,27 @@ def brute_force(pos, r, batch=None, loop=False):
 
 
 def brute_force_periodic(pos, r, cell, loop=False):
+    """Every (source, target, shift) by trying all images of the wrapped positions within
+    reach, then expressing the shifts for the unwrapped ``pos`` (``pos = wrapped + w cell``:
+    ``s = s_wrapped - w_source + w_target``); the image loop stays small for any ``pos``."""
     vol = torch.linalg.det(cell).abs()
     heights = [
         vol / torch.linalg.cross(cell[a], cell[b]).norm() for a, b in ((1, 2), (2, 0), (0, 1))
     ]
     frac = pos @ torch.linalg.inv(cell)
-    spread = int(frac.abs().max().ceil()) * 2 + 1
-    reach = [int(torch.ceil(r / h)) + 1 + spread for h in heights]
+    wrap = torch.floor(frac)
+    wrapped = (frac - wrap) @ cell
+    reach = [int(torch.ceil(r / h)) + 1 for h in heights]
     found = set()
     for s in itertools.product(*[range(-m, m + 1) for m in reach]):
         shift = torch.tensor(s, dtype=pos.dtype)
-        vec = pos[None, :, :] + shift @ cell - pos[:, None, :]
+        vec = wrapped[None, :, :] + shift @ cell - wrapped[:, None, :]
         mask = vec.norm(dim=-1) < r
         if not loop and not any(s):
             mask.fill_diagonal_(False)
         for i, j in mask.nonzero().tolist():
-            found.add((j, i, *s))
+            true_shift = torch.tensor(s) - wrap[j].long() + wrap[i].long()
+            found.add((j, i, *true_shift.tolist()))
     return found
 
 
