@@ -55,6 +55,18 @@ def paired_median_times(
     return statistics.median(times_a), statistics.median(times_b)
 
 
+def product_step(product, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor):
+    """A forward + backward of ``product(x1, x2, weight)`` (loss: sum of squares), with
+    fresh leaves for ``x1`` and ``weight`` each call."""
+
+    def run() -> None:
+        x = x1.detach().requires_grad_()
+        w = weight.detach().requires_grad_()
+        product(x, x2, w).square().sum().backward()
+
+    return run
+
+
 def environment() -> dict[str, object]:
     import e3nn
 

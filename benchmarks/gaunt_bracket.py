@@ -12,19 +12,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import paired_median_times, write_results
+from _common import paired_median_times, product_step, write_results
 
 from geobasis import o3
 from geobasis.products import ClebschGordanProduct, GauntBracketProduct
-
-
-def _step(product, x1, sh, weight):
-    def run():
-        x = x1.detach().requires_grad_()
-        w = weight.detach().requires_grad_()
-        product(x, sh, w).square().sum().backward()
-
-    return run
 
 
 def _pair(paths: str, lmax: int, edges: int, c: int) -> dict:
@@ -35,7 +26,7 @@ def _pair(paths: str, lmax: int, edges: int, c: int) -> dict:
     w_cg = torch.randn(edges, *cg.weight_shape)
     w_grid = torch.randn(edges, *grid.weight_shape)
     t_cg, t_grid = paired_median_times(
-        _step(cg, x1, sh, w_cg), _step(grid, x1, sh, w_grid), repeats=5, warmup=1
+        product_step(cg, x1, sh, w_cg), product_step(grid, x1, sh, w_grid), repeats=5, warmup=1
     )
     return {"paths": paths, "L": lmax, "edges": edges, "C": c, "CG ms": 1e3 * t_cg,
             "grid ms": 1e3 * t_grid, "grid speed-up": t_cg / t_grid,

@@ -12,19 +12,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import paired_median_times, write_results
+from _common import paired_median_times, product_step, write_results
 
 from geobasis import o3
 from geobasis.products import ClebschGordanProduct, SO2Product
-
-
-def _step(product, x1, sh, weight):
-    def run():
-        x = x1.detach().requires_grad_()
-        w = weight.detach().requires_grad_()
-        product(x, sh, w).square().sum().backward()
-
-    return run
 
 
 def main() -> None:
@@ -43,7 +34,7 @@ def main() -> None:
         w_cg = torch.randn(args.edges, *cg.weight_shape)
         w_so2 = torch.randn(args.edges, *so2.weight_shape)
         t_cg, t_so2 = paired_median_times(
-            _step(cg, x1, sh, w_cg), _step(so2, x1, sh, w_so2), repeats=5, warmup=1
+            product_step(cg, x1, sh, w_cg), product_step(so2, x1, sh, w_so2), repeats=5, warmup=1
         )
         rows.append({"L": lmax, "edges": args.edges, "C": c, "CG ms": 1e3 * t_cg,
                      "SO(2) ms": 1e3 * t_so2, "SO(2) speed-up": t_cg / t_so2,

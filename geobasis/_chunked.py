@@ -138,7 +138,6 @@ def chunked_rows(
     rows = rowwise[0].shape[0]
     chunk_size = block_rows(rows, _row_bytes(*rowwise), rowwise[0].device, chunk_size)
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in (*rowwise, *shared))):
-        rows = rowwise[0].shape[0]
         if rows <= chunk_size:
             return fn(*rowwise, *shared)
         return torch.cat(

@@ -136,8 +136,9 @@ def _cell_pairs(
 _QUERY_CHUNK = 1 << 14
 
 DENSE_MAX_POINTS = 1024
-VESIN_MIN_POINTS = 256  # mean points per graph from which vesin beats the torch paths
 """Below this many points all pairs are compared directly (faster than binning there)."""
+VESIN_MIN_POINTS = 256
+"""Mean points per graph from which vesin (when installed) beats the torch paths."""
 
 
 def _dense_pairs(pos: Tensor, graph: Tensor, r: float) -> tuple[Tensor, Tensor]:
@@ -393,7 +394,7 @@ def _vesin_radius_graph(
     graph); same edges, shifts and order as the torch paths."""
     n = pos.shape[0]
     num_graphs = int(graph.max()) + 1 if graph.numel() else 1
-    cells, periodic = _vesin_cells(cell, pbc, num_graphs, pos)
+    cells, periodic = _vesin_cells(cell, pbc, num_graphs)
     src, tgt, shift = _vesin_pairs(pos, r, graph, num_graphs, cells, periodic, cell is not None)
     if loop:
         every = torch.arange(n)
@@ -449,9 +450,7 @@ def _vesin_pairs(
     return src, tgt, shift
 
 
-def _vesin_cells(
-    cell: Tensor | None, pbc: Tensor | bool | None, num_graphs: int, pos: Tensor
-) -> tuple:
+def _vesin_cells(cell: Tensor | None, pbc: Tensor | bool | None, num_graphs: int) -> tuple:
     """Per graph: a ``[3, 3]`` float64 array and three periodic flags for vesin (a zero
     box, not periodic, without a cell)."""
     import numpy as np

@@ -321,7 +321,7 @@ class EquivariantProduct(nn.Module):
         """Batch elements per chunk: :meth:`cpu_batch_chunk` on CPU; on a GPU the whole
         batch unless memory requires blocks (:func:`geobasis._chunked.block_rows`)."""
         cpu = self.cpu_batch_chunk(x1)
-        if x1.device.type == "cpu" or getattr(self, "chunk_size", None) is not None:
+        if x1.device.type == "cpu" or self.chunk_size is not None:
             return cpu
         return block_rows(x1.shape[0], x1[:1].numel() * x1.element_size(), x1.device, cpu)
 

@@ -17,7 +17,7 @@ product.  The bracket is rotation-equivariant, bilinear and antisymmetric, and i
 parity (a gradient is odd, :math:`\hat r` odd, the cross product even), so by the
 Wigner–Eckart theorem its coupling of degrees :math:`(l_1, l_2) \to l` is a multiple
 :math:`b(l_1, l_2, l)` of the Clebsch–Gordan coefficients, nonzero exactly on the odd paths
-(:meth:`GauntBracketProduct.bracket_factors`; tested for every path up to degree 6).
+(:func:`bracket_factor`; tested for every path up to degree 5).
 For spherical polynomials of degrees :math:`L_1, L_2` the bracket has degree at most
 :math:`L_1 + L_2 - 1`, so a Gauss–Legendre grid exact for :math:`L_1 + L_2 - 1 + L_{out}`
 makes the product exact, and it costs what a Gaunt grid product costs: one transform of
