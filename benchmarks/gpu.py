@@ -24,6 +24,8 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -90,29 +92,41 @@ def cuequivariance_product(lmax: int, channels: int, device):
 def product_rows(edges: int, lmaxes, channels: int, device, repeats: int) -> list[dict]:
     rows = []
     for lmax in lmaxes:
-        cg = ClebschGordanProduct(lmax, lmax, lmax, channels, "external", paths="even")
-        tp, _, _ = e3nn_equivalent(cg)[:3]
         dim = (lmax + 1) ** 2
         x1 = torch.randn(edges, dim, channels, device=device, requires_grad=True)
         sh = spherical_harmonics(
             lmax, torch.randn(edges, 3, device=device), normalization="component"
         )
+        flat = x1.detach().reshape(edges, -1).requires_grad_(True)
         row = {"what": "product", "L": lmax, "E": edges, "C": channels}
-        for name in ("cg", "gaunt_grid", "so2"):
+
+        def ours(name):
             module = make(name, lmax, lmax, lmax, channels).to(device)
             weight = torch.randn(edges, *module.weight_shape, device=device, requires_grad=True)
-            row[f"{name}_ms"] = 1e3 * timed(fwd_bwd(lambda a, w, m=module: m(a, sh, w), [x1, weight]),
-                                            device, repeats)  # fmt: skip
-        tp = tp.to(device)
-        flat = x1.detach().reshape(edges, -1).requires_grad_(True)
-        w = torch.randn(edges, tp.weight_numel, device=device, requires_grad=True)
-        row["e3nn_ms"] = 1e3 * timed(fwd_bwd(lambda a, b: tp(a, sh, b), [flat, w]), device, repeats)
-        cue_tp = cuequivariance_product(lmax, channels, device)
-        if cue_tp is not None:
-            wc = torch.randn(edges, cue_tp.weight_numel, device=device, requires_grad=True)
-            row["cuequivariance_ms"] = 1e3 * timed(
-                fwd_bwd(lambda a, b: cue_tp(a, sh, b), [flat, wc]), device, repeats
-            )
+            return fwd_bwd(lambda a, w: module(a, sh, w), [x1, weight])
+
+        def e3nn():
+            cg = ClebschGordanProduct(lmax, lmax, lmax, channels, "external", paths="even")
+            tp = e3nn_equivalent(cg)[0].to(device)
+            w = torch.randn(edges, tp.weight_numel, device=device, requires_grad=True)
+            return fwd_bwd(lambda a, b: tp(a, sh, b), [flat, w])
+
+        def cuequivariance():
+            tp = cuequivariance_product(lmax, channels, device)
+            if tp is None:
+                raise ImportError("cuequivariance_torch is not installed")
+            w = torch.randn(edges, tp.weight_numel, device=device, requires_grad=True)
+            return fwd_bwd(lambda a, b: tp(a, sh, b), [flat, w])
+
+        calls = {name: partial(ours, name) for name in ("cg", "gaunt_grid", "so2")}
+        calls.update(e3nn=e3nn, cuequivariance=cuequivariance)
+        for name, build in calls.items():
+            try:
+                row[f"{name}_ms"] = 1e3 * timed(build(), device, repeats)
+            except Exception as error:  # noqa: BLE001 - recorded, the other columns go on
+                row[f"{name}_error"] = f"{type(error).__name__}: {error}"[:200]
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         rows.append(row)
         print(row, flush=True)
     return rows
@@ -146,28 +160,64 @@ def training_rows(device, batch: int, repeats: int) -> list[dict]:
     return rows
 
 
+def _ms(row: dict, key: str) -> str:
+    if f"{key}_ms" in row:
+        return f"{row[f'{key}_ms']:.2f}"
+    return "error" if f"{key}_error" in row else "—"
+
+
+def _ratio(row: dict, key: str) -> str:
+    ours = [row[f"{n}_ms"] for n in ("cg", "gaunt_grid", "so2") if f"{n}_ms" in row]
+    return f"{row[f'{key}_ms'] / min(ours):.2f}" if ours and f"{key}_ms" in row else "—"
+
+
 def markdown(result: dict) -> str:
     lines = [f"## geobasis on {result['device']}", "", result["note"], ""]
     lines += [
         "| harmonics L | E | geobasis ms | e3nn ms | e3nn / geobasis |",
         "|---|---|---|---|---|",
     ]
+    problems = [r for k in ("harmonics", "products", "training") for r in result[k]
+                if "error" in r or "skipped" in r]  # fmt: skip
     for r in result["harmonics"]:
-        lines.append(f"| {r['L']} | {r['E']} | {r['geobasis_ms']:.2f} | {r['e3nn_ms']:.2f} | "
-                     f"{r['e3nn_over_geobasis']:.2f} |")  # fmt: skip
+        if "L" in r:
+            lines.append(f"| {r['L']} | {r['E']} | {r['geobasis_ms']:.2f} | {r['e3nn_ms']:.2f} | "
+                         f"{r['e3nn_over_geobasis']:.2f} |")  # fmt: skip
     lines += ["", "| product L | E | CG ms | Gaunt grid ms | SO(2) ms | e3nn ms | cuEquivariance ms "
-              "| e3nn / best ours |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| e3nn / best ours | cuEquivariance / best ours |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["products"]:
-        best = min(r["cg_ms"], r["gaunt_grid_ms"], r["so2_ms"])
-        cue = f"{r['cuequivariance_ms']:.2f}" if "cuequivariance_ms" in r else "—"
-        lines.append(f"| {r['L']} | {r['E']} | {r['cg_ms']:.2f} | {r['gaunt_grid_ms']:.2f} | "
-                     f"{r['so2_ms']:.2f} | {r['e3nn_ms']:.2f} | {cue} | "
-                     f"{r['e3nn_ms'] / best:.2f} |")  # fmt: skip
+        if "L" in r:
+            cells = [_ms(r, k) for k in ("cg", "gaunt_grid", "so2", "e3nn", "cuequivariance")]
+            lines.append(f"| {r['L']} | {r['E']} | " + " | ".join(cells) +
+                         f" | {_ratio(r, 'e3nn')} | {_ratio(r, 'cuequivariance')} |")  # fmt: skip
+            problems += [{"what": f"product L={r['L']} E={r['E']} {k}", "error": v}
+                         for k, v in r.items() if k.endswith("_error")]  # fmt: skip
     lines += ["", "| model | molecules | step ms | molecules/s |", "|---|---|---|---|"]
     for r in result["training"]:
-        lines.append(f"| {r['model']} | {r['molecules']} | {r['step_ms']:.1f} | "
-                     f"{r['molecules_per_s']:.0f} |")  # fmt: skip
+        if "model" in r:
+            lines.append(f"| {r['model']} | {r['molecules']} | {r['step_ms']:.1f} | "
+                         f"{r['molecules_per_s']:.0f} |")  # fmt: skip
+    if problems:
+        lines += ["", "Not measured:", ""]
+        lines += [f"- {r['what']}: {r.get('error', r.get('skipped'))}" for r in problems]
     return "\n".join(lines) + "\n"
+
+
+def guarded(rows: list[dict], what: str, make_rows, deadline: float) -> None:
+    """Append ``make_rows()`` to ``rows``; an error or an exhausted time budget becomes a
+    row that says so, so one failure never loses the rest of the table."""
+    if time.perf_counter() > deadline:
+        rows.append({"what": what, "skipped": "time budget spent"})
+        return
+    try:
+        rows += make_rows()
+    except Exception as error:  # noqa: BLE001 - recorded in the table, then go on
+        rows.append({"what": what, "error": f"{type(error).__name__}: {error}"[:300]})
+        print(f"{what}: {type(error).__name__}: {error}", flush=True)
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def main() -> None:
@@ -175,33 +225,52 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gpu")
     parser.add_argument("--edges", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--budget", type=float, default=210.0, help="seconds for the tables")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
     args = parser.parse_args()
     dry = args.dry_run or not torch.cuda.is_available()
     device = torch.device("cpu" if dry else "cuda")
     edges, lmaxes, repeats = ([200], (1, 2), 1) if dry else (args.edges, range(1, 7), 7)
+    deadline = time.perf_counter() + args.budget
     try:
         import cuequivariance_torch  # noqa: F401
 
-        cue_note = "cuEquivariance: installed"
+        cue_note = f"cuEquivariance {version('cuequivariance_torch')}"
+        try:
+            import cuequivariance_ops_torch  # noqa: F401
+
+            cue_note += f" with its CUDA ops {version('cuequivariance_ops_torch_cu13')}"
+        except ImportError:
+            cue_note += " without its CUDA ops (naive fallback)"
     except ImportError:
         cue_note = "cuEquivariance: not installed here, its column is skipped"
-    products = []
-    for count in edges:
-        big = count > 200_000  # 1M edges: the small degrees only (memory of e3nn's paths)
-        products += product_rows(count, [l for l in lmaxes if not big or l <= 3],
-                                 args.channels, device, repeats)  # fmt: skip
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu (dry run)",
         "note": f"fwd+bwd medians of {repeats} after warm-up, float32, C = {args.channels}; "
         f"torch {torch.__version__}; {cue_note}.",
-        "harmonics": harmonics_rows(edges[0], lmaxes, device, repeats),
-        "products": products,
-        "training": training_rows(device, 2 if dry else 64, repeats),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu.json").write_text(json.dumps(result, indent=2))
-    (args.out / "gpu.md").write_text(markdown(result))
+        "harmonics": [], "products": [], "training": [],
+    }  # fmt: skip
+
+    def save() -> None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu.json").write_text(json.dumps(result, indent=2))
+        (args.out / "gpu.md").write_text(markdown(result))
+
+    for count in edges:
+        guarded(result["harmonics"], "harmonics",
+                lambda: harmonics_rows(count, lmaxes, device, repeats), deadline)  # fmt: skip
+    save()
+    for count in edges:
+        big = count > 200_000  # 1M edges: up to L = 4 (memory of e3nn's per-edge weights)
+        for lmax in [l for l in lmaxes if not big or l <= 4]:
+            guarded(result["products"], "product",
+                    lambda: product_rows(count, [lmax], args.channels, device, repeats),
+                    deadline)  # fmt: skip
+            save()
+    for batch in [2] if dry else [64, 512]:
+        guarded(result["training"], "training step",
+                lambda: training_rows(device, batch, repeats), deadline)  # fmt: skip
+    save()
     print(markdown(result))
 
 
