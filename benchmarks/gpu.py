@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from geobasis.o3 import spherical_harmonics
+from geobasis.o3 import SphericalHarmonics, spherical_harmonics
 from geobasis.products import ClebschGordanProduct, e3nn_equivalent, make
 
 
@@ -61,16 +61,35 @@ def fwd_bwd(call, inputs: list[torch.Tensor]):
 
 
 def harmonics_rows(edges: int, lmaxes, device, repeats: int) -> list[dict]:
+    """Harmonics 0..L fwd+bwd: geobasis (its dispatch), both of its forms (monomial GEMM and
+    recurrence, to place the switch on this device), e3nn and cuEquivariance."""
     from e3nn import o3
 
     rows = []
     vectors = torch.randn(edges, 3, device=device, requires_grad=True)
     for lmax in lmaxes:
-        ours = timed(fwd_bwd(lambda v: spherical_harmonics(lmax, v), [vectors]), device, repeats)
-        e3nn = timed(fwd_bwd(lambda v: o3.spherical_harmonics(list(range(lmax + 1)), v, True),
-                             [vectors]), device, repeats)  # fmt: skip
-        rows.append({"what": "harmonics", "L": lmax, "E": edges, "geobasis_ms": 1e3 * ours,
-                     "e3nn_ms": 1e3 * e3nn, "e3nn_over_geobasis": e3nn / ours})  # fmt: skip
+        module = SphericalHarmonics(lmax).to(device)
+        calls = {
+            "geobasis": lambda v: spherical_harmonics(lmax, v),
+            "monomials": module._monomials,
+            "recurrence": module._recurrence,
+            "e3nn": lambda v: o3.spherical_harmonics(list(range(lmax + 1)), v, True),
+        }
+        try:
+            import cuequivariance_torch as cuet
+
+            calls["cuequivariance"] = cuet.SphericalHarmonics(list(range(lmax + 1))).to(device)
+        except ImportError:
+            pass
+        row = {"what": "harmonics", "L": lmax, "E": edges}
+        for name, call in calls.items():
+            try:
+                row[f"{name}_ms"] = 1e3 * timed(fwd_bwd(call, [vectors]), device, repeats)
+            except Exception as error:  # noqa: BLE001 - recorded, the other columns go on
+                row[f"{name}_error"] = f"{type(error).__name__}: {error}"[:200]
+        row["e3nn_over_geobasis"] = row.get("e3nn_ms", float("nan")) / row["geobasis_ms"]
+        rows.append(row)
+        print(row, flush=True)
     return rows
 
 
@@ -174,15 +193,19 @@ def _ratio(row: dict, key: str) -> str:
 def markdown(result: dict) -> str:
     lines = [f"## geobasis on {result['device']}", "", result["note"], ""]
     lines += [
-        "| harmonics L | E | geobasis ms | e3nn ms | e3nn / geobasis |",
-        "|---|---|---|---|---|",
+        "| harmonics L | E | geobasis ms | monomials ms | recurrence ms | e3nn ms "
+        "| cuEquivariance ms | e3nn / geobasis | cuEquivariance / geobasis |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     problems = [r for k in ("harmonics", "products", "training") for r in result[k]
                 if "error" in r or "skipped" in r]  # fmt: skip
     for r in result["harmonics"]:
         if "L" in r:
-            lines.append(f"| {r['L']} | {r['E']} | {r['geobasis_ms']:.2f} | {r['e3nn_ms']:.2f} | "
-                         f"{r['e3nn_over_geobasis']:.2f} |")  # fmt: skip
+            cells = [_ms(r, k) for k in ("geobasis", "monomials", "recurrence", "e3nn",
+                                         "cuequivariance")]  # fmt: skip
+            ratios = [f"{r[f'{k}_ms'] / r['geobasis_ms']:.2f}" if f"{k}_ms" in r else "—"
+                      for k in ("e3nn", "cuequivariance")]  # fmt: skip
+            lines.append(f"| {r['L']} | {r['E']} | " + " | ".join(cells + ratios) + " |")
     lines += ["", "| product L | E | CG ms | Gaunt grid ms | SO(2) ms | e3nn ms | cuEquivariance ms "
               "| e3nn / best ours | cuEquivariance / best ours |",
               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -36,7 +36,7 @@ __all__ = [
 #: Per-row intermediates of the chunked functions, as a multiple of their row inputs'
 #: bytes (products expand a row to every path; a conservative bound for the budget).
 EXPANSION = 32
-#: Fraction of the accelerator's free memory one block's intermediates may take.
+#: Fraction of the accelerator's memory one block's intermediates may take.
 MEMORY_FRACTION = 0.25
 
 
@@ -45,29 +45,34 @@ def block_rows(
     row_bytes: int,
     device: torch.device | str,
     cpu_rows: int,
-    free_bytes: int | None = None,
+    memory_bytes: int | None = None,
 ) -> int:
     r"""Rows per block: the cache-sized ``cpu_rows`` on CPU; on an accelerator, all
     ``rows`` unless their intermediates (``EXPANSION`` x ``row_bytes`` each) would exceed
-    ``MEMORY_FRACTION`` of the free memory (``free_bytes``, read from the device by
+    ``MEMORY_FRACTION`` of the device's memory (``memory_bytes``, its total memory by
     default), then as many as fit.  So on a GPU the Python loop over blocks runs once
     unless memory demands more (the cache-sized blocks that help a CPU would cost
     thousands of kernel launches there).
+
+    The answer depends only on the arguments and the device, never on how much memory is
+    free at the moment: a forward pass and its backward must split alike (reading the
+    free memory, which the forward itself lowers, split 1M edges differently in the two
+    and broke the products on an H200).
     """
     device = torch.device(device)
     if device.type == "cpu":
         return cpu_rows
-    if free_bytes is None:
-        free_bytes = _free_bytes(device)
-    fit = int(MEMORY_FRACTION * free_bytes) // max(EXPANSION * row_bytes, 1)
+    if memory_bytes is None:
+        memory_bytes = _device_bytes(device)
+    fit = int(MEMORY_FRACTION * memory_bytes) // max(EXPANSION * row_bytes, 1)
     return max(rows, 1) if fit >= rows else max(fit, 1)
 
 
-def _free_bytes(device: torch.device) -> int:
-    """Free memory of ``device`` (CUDA: ``mem_get_info``; while compiling, or for other
+def _device_bytes(device: torch.device) -> int:
+    """Total memory of ``device`` (CUDA: its properties; while compiling, or for other
     accelerators, 16 GiB is assumed)."""
     if device.type == "cuda" and not torch.compiler.is_compiling():
-        return torch.cuda.mem_get_info(device)[0]
+        return torch.cuda.get_device_properties(device).total_memory
     return 16 << 30
 
 

@@ -1,5 +1,6 @@
 """The chunked autograd mechanisms: exact values, gradients and second derivatives."""
 
+import pytest
 import torch
 
 from geobasis._chunked import chunked_aggregate, chunked_rows
@@ -66,13 +67,13 @@ def test_block_rows_is_cache_sized_on_cpu_and_whole_or_memory_bound_elsewhere():
 
     assert block_rows(1_000_000, 4096, "cpu", 256) == 256
     # a GPU with room for everything: one block, no Python loop over chunks
-    assert block_rows(1_000_000, 4096, "cuda", 256, free_bytes=1 << 40) == 1_000_000
+    assert block_rows(1_000_000, 4096, "cuda", 256, memory_bytes=1 << 40) == 1_000_000
     # not enough room: as many rows as the budget holds, by bytes
     free = 1 << 30
     expected = int(MEMORY_FRACTION * free) // (EXPANSION * 4096)
-    assert block_rows(1_000_000, 4096, "cuda", 256, free_bytes=free) == expected
-    assert block_rows(10, 1 << 40, "cuda", 256, free_bytes=free) == 1
-    assert block_rows(0, 4096, "cuda", 256, free_bytes=free) == 1
+    assert block_rows(1_000_000, 4096, "cuda", 256, memory_bytes=free) == expected
+    assert block_rows(10, 1 << 40, "cuda", 256, memory_bytes=free) == 1
+    assert block_rows(0, 4096, "cuda", 256, memory_bytes=free) == 1
 
 
 def test_products_take_one_block_per_call_on_an_accelerator(monkeypatch):
@@ -81,10 +82,34 @@ def test_products_take_one_block_per_call_on_an_accelerator(monkeypatch):
     import geobasis._chunked as chunked
     from geobasis.products import ClebschGordanProduct, GauntGridProduct
 
-    monkeypatch.setattr(chunked, "_free_bytes", lambda device: 1 << 40)
+    monkeypatch.setattr(chunked, "_device_bytes", lambda device: 1 << 40)
     x1 = torch.empty(100_000, 16, 32, device="meta")
     for product in (ClebschGordanProduct(3, 3, 3, 32), GauntGridProduct(3, 3, 3, 32)):
         assert product.batch_chunk(torch.empty(100_000, 16, 32)) <= 512
         assert product.batch_chunk(x1) == 100_000
         product.chunk_size = 64  # an explicit choice is kept everywhere
         assert product.batch_chunk(x1) == 64
+
+
+@pytest.mark.parametrize("name", ["cg", "gaunt_grid", "gaunt_fourier", "so2"])
+def test_forward_and_backward_split_alike_when_the_block_size_changes(name, monkeypatch):
+    """A block size that differs from one call to the next (on a GPU it once followed the
+    free memory, which the forward itself lowers) must not break a product: backward
+    reuses the forward's blocks.  Regression: 1M edges on an H200 failed in CG and the
+    Gaunt grid with mismatched block sizes."""
+    from geobasis.products import make
+
+    torch.manual_seed(0)
+    product = make(name, 2, 2, 2, 4).double()
+    x1 = torch.randn(50, 9, 4, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(50, 9, dtype=torch.float64)
+    w = torch.randn(50, *product.weight_shape, dtype=torch.float64, requires_grad=True)
+    want = product.plain(x1, x2, w)
+    want_grads = torch.autograd.grad(want.square().sum(), (x1, w))
+    sizes = iter([7, 13, 5, 11, 3, 17] * 10)
+    monkeypatch.setattr(product, "batch_chunk", lambda x: next(sizes))
+    got = product(x1, x2, w)
+    got_grads = torch.autograd.grad(got.square().sum(), (x1, w))
+    assert torch.allclose(got, want, atol=1e-12)
+    for g, h in zip(got_grads, want_grads):
+        assert torch.allclose(g, h, atol=1e-10)

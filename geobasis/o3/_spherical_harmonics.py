@@ -46,6 +46,11 @@ from torch import Tensor, nn
 
 from geobasis._chunked import block_rows
 from geobasis._tracing import traced
+from geobasis.o3._harmonic_polynomials import (
+    MAX_DEGREE,
+    harmonic_coefficients,
+    monomial_harmonics,
+)
 from geobasis.o3.layout import check_lmax, degree_slice
 
 __all__ = ["SphericalHarmonics", "spherical_harmonics"]
@@ -334,6 +339,7 @@ class SphericalHarmonics(nn.Module):
         self.normalization = normalization
         edges, tables = _recurrence_tables(lmax, normalization)
         self.edge = edges
+        self._coefficients: dict[tuple, Tensor] = {}  # monomial tables per (dtype, device)
         for name, value in tables.items():
             self.register_buffer(name, value, persistent=False)
 
@@ -342,6 +348,24 @@ class SphericalHarmonics(nn.Module):
             raise ValueError(f"vectors must have shape [..., 3], got {tuple(vectors.shape)}")
         if not vectors.is_floating_point():
             raise TypeError(f"vectors must be a floating-point tensor, got {vectors.dtype}")
+        if self.lmax <= MAX_DEGREE and not traced():
+            return self._monomials(vectors)
+        return self._recurrence(vectors)
+
+    def _monomials(self, vectors: Tensor) -> Tensor:
+        """Low degrees: one GEMM over monomials (``_harmonic_polynomials``), in the input's
+        precision (half precisions in float32)."""
+        work = vectors.dtype if vectors.dtype == torch.float64 else torch.float32
+        key = (work, vectors.device)
+        if key not in self._coefficients:
+            table = harmonic_coefficients(self.lmax, self.normalization)
+            self._coefficients[key] = table.to(device=vectors.device, dtype=work)
+        flat = vectors.reshape(-1, 3).to(work)
+        out = monomial_harmonics(self.lmax, flat, self._coefficients[key], self.normalize)
+        return out.to(vectors.dtype).reshape(*vectors.shape[:-1], (self.lmax + 1) ** 2)
+
+    def _recurrence(self, vectors: Tensor) -> Tensor:
+        """Any degree: the vectorised recurrence (module docstring)."""
         tables = {"a": self.a, "b": self.b, "neg_b": self.neg_b, "dcoef": self.dcoef, "m": self.m}
         # the chunked kernels work in float64 for float32 input from lmax 3 on (one final
         # rounding; below, float32 arithmetic already stays within 1e-6); half

@@ -74,9 +74,9 @@ class _SharedX2Product(torch.autograd.Function):
         keep = any(ctx.needs_input_grad[1:])
         keep = keep and module.saved_bytes(x1) <= module.max_saved_bytes
         ctx.kept = []
-        size = module.batch_chunk(x1)
+        ctx.size = size = module.batch_chunk(x1)  # backward splits alike
         for start, chunk in zip(
-            range(0, x1.shape[0], size), module._chunks(x1, x2, weight), strict=True
+            range(0, x1.shape[0], size), chunks(size, x1, x2, weight), strict=True
         ):
             kept = [] if keep else None
             module._shared_x2_forward(*chunk, out=out[start : start + size], keep=kept)
@@ -98,9 +98,9 @@ class _SharedX2Product(torch.autograd.Function):
         # x1 and x2 gradients are accumulated over groups; every weight row is written once
         buffers = gradient_buffers((x1, x2, weight), needs, zeroed=(True, True, False))
         shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
-        size = module.batch_chunk(x1)
+        size = ctx.size
         for start, chunk, kept in zip(
-            range(0, x1.shape[0], size), module._chunks(x1, x2, weight, grad), ctx.kept, strict=True
+            range(0, x1.shape[0], size), chunks(size, x1, x2, weight, grad), ctx.kept, strict=True
         ):
             out = [None if b is None else b[start : start + size] for b in buffers]
             grads = module._shared_x2_backward(*chunk, needs=needs, kept=kept, out=out)
@@ -324,7 +324,7 @@ class ClebschGordanProduct(EquivariantProduct):
             out = self._new_output(x1)
             size = self.batch_chunk(x1)
             for start, chunk in zip(
-                range(0, x1.shape[0], size), self._chunks(x1, x2, weight), strict=True
+                range(0, x1.shape[0], size), chunks(size, x1, x2, weight), strict=True
             ):
                 with torch.no_grad():
                     self._shared_x2_forward(*chunk, out=out[start : start + size])
@@ -349,10 +349,6 @@ class ClebschGordanProduct(EquivariantProduct):
         while size > 32 and size * per_element > 2 << 20:
             size //= 2
         return size
-
-    def _chunks(self, *tensors: Tensor | None) -> list[tuple[Tensor | None, ...]]:
-        """Split along the batch (cache-sized blocks); tensors with batch 1 are shared."""
-        return chunks(self.batch_chunk(tensors[0]), *tensors)
 
     def _rows(self, x1: Tensor, weight: Tensor | None) -> Tensor | None:
         """The weighted rows of all groups ``[B, Q, C]`` (``None`` without weights: the

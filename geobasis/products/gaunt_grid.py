@@ -64,13 +64,14 @@ class _MirroredGridProduct(torch.autograd.Function):
         ctx.save_for_backward(x1, x2, weight)
         keep = any(ctx.needs_input_grad[1:])
         keep = keep and module.saved_bytes(x1) <= module.max_saved_bytes
-        out, ctx.kept, ctx.y = _MirroredGridProduct.run(module, x1, x2, weight, keep)
+        out, ctx.kept, ctx.y, ctx.size = _MirroredGridProduct.run(module, x1, x2, weight, keep)
         return out
 
     @staticmethod
     def run(module, x1, x2, weight, keep=False):
         """The chunked forward: output, what each chunk keeps for backward (its grid
-        tensors, or ``None``) and the unweighted outputs per chunk."""
+        tensors, or ``None``), the unweighted outputs per chunk and the chunk size
+        (backward splits alike)."""
         kept, ys = [], []
         out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
         size = module.batch_chunk(x1)
@@ -89,7 +90,7 @@ class _MirroredGridProduct(torch.autograd.Function):
             else:
                 kept.append(None)
             ys.append(y)
-        return out, kept, ys
+        return out, kept, ys, size
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -103,7 +104,7 @@ class _MirroredGridProduct(torch.autograd.Function):
         buffers = gradient_buffers((x1, x2, weight), needs, zeroed=False)
         shared: list[Tensor | None] = [None, None, None]  # sums for tensors of batch 1
         n1, n2 = module.lmax1 + 1, module.lmax1 + module.lmax2 + 2
-        size = module.batch_chunk(x1)
+        size = ctx.size
         for n, start in enumerate(range(0, x1.shape[0], size)):
             stop = start + size
             pieces = _MirroredGridProduct._pieces(module, x1, weight, start, stop)

@@ -1,0 +1,169 @@
+r"""Spherical harmonics of low degree as one matrix product over monomials.
+
+A solid harmonic :math:`r^l Y_l^m(\hat r)` is a homogeneous polynomial of degree
+:math:`l` in :math:`(x, y, z)`, so for every degree up to :math:`l_{max}` at once
+
+.. math::
+
+    Y(\vec v) = M(\vec v)\, C, \qquad
+    M(\vec v) = \big[x^a y^b z^c\big]_{a + b + c \le l_{max}},
+
+with a constant coefficient matrix :math:`C` ``[num_monomials, (lmax+1)**2]``,
+block-diagonal in the degree (a degree-:math:`l` harmonic uses degree-:math:`l`
+monomials only).  :math:`C` is read off the recurrence of ``_spherical_harmonics`` once,
+by interpolation on generic points in float64 (exact: both sides span the same
+polynomials).  Evaluated at :math:`\hat r = \vec v / |\vec v|` these are the harmonics;
+at :math:`\vec v` itself, the solid harmonics.
+
+The monomials of degree :math:`d` are built from those of degree :math:`d - 1`:
+:math:`x` times all of them, :math:`y` times those free of :math:`x`, :math:`z` times
+:math:`z^{d-1}`; in this order each of the three is a contiguous suffix of the previous
+degree.  So a forward pass is three elementwise products per degree on contiguous rows
+``[n, N]`` and one GEMM, and the hand-written backward runs the same recursion in
+reverse (one GEMM, six elementwise operations per degree).  There are
+:math:`\binom{l_{max}+3}{3}` monomials, :math:`O(l_{max}^3)`, against
+:math:`(l_{max}+1)^2` harmonics: this form wins at the low degrees where most models
+live, the recurrence above them (``spherical_harmonics`` dispatches, see
+:data:`MAX_DEGREE`).  Second derivatives differentiate a plain autograd form.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+__all__ = ["MAX_DEGREE", "num_monomials", "harmonic_coefficients", "monomial_harmonics"]
+
+#: Highest ``lmax`` evaluated this way (measured against the recurrence, fwd+bwd, one
+#: CPU thread; the recurrence is faster above).
+MAX_DEGREE = 3
+
+_EPS = 1e-12  # e3nn's normalisation epsilon: shorter vectors have no direction
+
+
+def num_monomials(lmax: int) -> int:
+    """Monomials :math:`x^a y^b z^c` with :math:`a + b + c \\le l_{max}`."""
+    return (lmax + 1) * (lmax + 2) * (lmax + 3) // 6
+
+
+def _degree_start(d: int) -> int:
+    """Row of the first degree-``d`` monomial."""
+    return num_monomials(d - 1) if d > 0 else 0
+
+
+def _suffixes(d: int) -> tuple[tuple[int, int, int], ...]:
+    """For degree ``d >= 2``: ``(variable, first row, rows)`` of each of the three parts,
+    the part's rows being ``variable`` times the last ``rows`` monomials of degree d-1."""
+    n = d * (d + 1) // 2  # monomials of degree d - 1
+    return ((0, 0, n), (1, n, d), (2, n + d, 1))
+
+
+def _monomials(lmax: int, u: Tensor) -> Tensor:
+    """Monomials ``[num_monomials, N]`` of the rows of ``u [3, N]`` (no autograd)."""
+    out = u.new_empty(num_monomials(lmax), u.shape[1])
+    out[0].fill_(1.0)
+    if lmax >= 1:
+        out[1:4].copy_(u)
+    for d in range(2, lmax + 1):
+        prev = out[_degree_start(d - 1) : _degree_start(d)]
+        block = out[_degree_start(d) : _degree_start(d + 1)]
+        for k, first, rows in _suffixes(d):
+            torch.mul(prev[prev.shape[0] - rows :], u[k], out=block[first : first + rows])
+    return out
+
+
+def _plain_monomials(lmax: int, u: Tensor) -> Tensor:
+    """The same with differentiable operations (for second derivatives and tracing)."""
+    blocks = [torch.ones_like(u[:1])]
+    prev = u
+    if lmax >= 1:
+        blocks.append(u)
+    for d in range(2, lmax + 1):
+        prev = torch.cat([prev[prev.shape[0] - rows :] * u[k] for k, _, rows in _suffixes(d)])
+        blocks.append(prev)
+    return torch.cat(blocks)
+
+
+def _unit(xyz: Tensor) -> tuple[Tensor, Tensor]:
+    """``xyz / |xyz|`` column-wise and ``1 / |xyz|`` (zero for the zero vector)."""
+    square = (xyz * xyz).sum(0)
+    inv = torch.where(square > _EPS * _EPS, square.clamp_min(_EPS * _EPS).rsqrt(), 0.0)
+    return xyz * inv, inv
+
+
+def _plain(lmax: int, xyz: Tensor, coefficients: Tensor, normalize: bool) -> Tensor:
+    """``[N, (lmax+1)**2]`` in plain autograd operations."""
+    u = _unit(xyz)[0] if normalize else xyz
+    return torch.mm(_plain_monomials(lmax, u).t(), coefficients)
+
+
+class _MonomialHarmonics(torch.autograd.Function):
+    """``M(v) C`` with the hand-written reverse recursion as backward."""
+
+    @staticmethod
+    def forward(ctx, xyz, coefficients, lmax, normalize):  # noqa: D102
+        u, inv = _unit(xyz) if normalize else (xyz, None)
+        monomials = _monomials(lmax, u)
+        ctx.save_for_backward(xyz, coefficients, u, inv, monomials)
+        ctx.lmax, ctx.normalize = lmax, normalize
+        return torch.mm(monomials.t(), coefficients)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        xyz, coefficients, u, inv, monomials = ctx.saved_tensors
+        lmax = ctx.lmax
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain form
+            with torch.enable_grad():  # through the saved input: stays in the graph
+                out = _plain(lmax, xyz, coefficients, ctx.normalize)
+                (g,) = torch.autograd.grad(out, xyz, grad, create_graph=True)
+            return g, None, None, None
+        g_mono = torch.mm(coefficients, grad.t())  # [num_monomials, N]
+        g_u = xyz.new_zeros(3, xyz.shape[1])
+        for d in range(lmax, 1, -1):
+            prev = monomials[_degree_start(d - 1) : _degree_start(d)]
+            g_prev = g_mono[_degree_start(d - 1) : _degree_start(d)]
+            block = g_mono[_degree_start(d) : _degree_start(d + 1)]
+            for k, first, rows in _suffixes(d):
+                part = block[first : first + rows]
+                tail = slice(prev.shape[0] - rows, prev.shape[0])
+                g_u[k] += torch.linalg.vecdot(part, prev[tail], dim=0)
+                g_prev[tail].addcmul_(part, u[k])
+        if lmax >= 1:
+            g_u += g_mono[1:4]
+        if not ctx.normalize:
+            return g_u, None, None, None
+        radial = (g_u * u).sum(0)
+        return (g_u - u * radial) * inv, None, None, None
+
+
+@lru_cache(maxsize=32)
+def harmonic_coefficients(lmax: int, normalization: str) -> Tensor:
+    r"""``C [num_monomials(lmax), (lmax+1)**2]`` (float64): the harmonics of degree
+    ``<= lmax`` as combinations of monomials, read off the recurrence by exact
+    interpolation (degree by degree, on more generic points than unknowns)."""
+    from geobasis.o3._spherical_harmonics import SphericalHarmonics
+
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(4 * num_monomials(lmax) + 16, 3, generator=g, dtype=torch.float64)
+    monomials = _monomials(lmax, points.t().contiguous()).t()
+    solid = SphericalHarmonics(lmax, False, normalization)._recurrence(points)
+    coefficients = torch.zeros(num_monomials(lmax), (lmax + 1) ** 2, dtype=torch.float64)
+    for l in range(lmax + 1):
+        rows = slice(_degree_start(l), _degree_start(l + 1))
+        cols = slice(l * l, (l + 1) ** 2)
+        coefficients[rows, cols] = torch.linalg.lstsq(monomials[:, rows], solid[:, cols]).solution
+    return coefficients
+
+
+def monomial_harmonics(
+    lmax: int, vectors: Tensor, coefficients: Tensor, normalize: bool = True
+) -> Tensor:
+    """Harmonics ``[N, (lmax+1)**2]`` of ``vectors [N, 3]`` (``coefficients`` from
+    :func:`harmonic_coefficients`, in the vectors' dtype and device)."""
+    xyz = vectors.t().contiguous()
+    if torch.is_grad_enabled() and vectors.requires_grad:
+        return _MonomialHarmonics.apply(xyz, coefficients, lmax, normalize)
+    u = _unit(xyz)[0] if normalize else xyz
+    return torch.mm(_monomials(lmax, u).t(), coefficients)
