@@ -138,7 +138,8 @@ def product_rows(edges: int, lmaxes, channels: int, device, repeats: int) -> lis
             return fwd_bwd(lambda a, b: tp(a, sh, b), [flat, w])
 
         calls = {name: partial(ours, name) for name in ("cg", "gaunt_grid", "so2")}
-        calls.update(e3nn=e3nn, cuequivariance=cuequivariance)
+        if lmax <= 6:  # above, ours only (high-degree scaling; e3nn takes seconds there)
+            calls.update(e3nn=e3nn, cuequivariance=cuequivariance)
         for name, build in calls.items():
             try:
                 row[f"{name}_ms"] = 1e3 * timed(build(), device, repeats)
@@ -285,7 +286,8 @@ def main() -> None:
     save()
     for count in edges:
         big = count > 200_000  # 1M edges: up to L = 4 (memory of e3nn's per-edge weights)
-        for lmax in [l for l in lmaxes if not big or l <= 4]:
+        degrees = [l for l in lmaxes if l <= 4] if big else [*lmaxes, *([] if dry else [7, 8])]
+        for lmax in degrees:
             guarded(result["products"], "product",
                     lambda: product_rows(count, [lmax], args.channels, device, repeats),
                     deadline)  # fmt: skip

@@ -23,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--lmax", type=int, nargs="+", default=[2, 3, 4, 6, 8, 10, 12])
+    parser.add_argument("--lmax", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 10, 12])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

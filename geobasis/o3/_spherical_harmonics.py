@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from geobasis._chunked import block_rows
 from geobasis._tracing import traced
 from geobasis.o3._harmonic_polynomials import (
-    MAX_DEGREE,
     harmonic_coefficients,
+    max_degree,
     monomial_harmonics,
 )
 from geobasis.o3.layout import check_lmax, degree_slice
@@ -348,7 +348,7 @@ class SphericalHarmonics(nn.Module):
             raise ValueError(f"vectors must have shape [..., 3], got {tuple(vectors.shape)}")
         if not vectors.is_floating_point():
             raise TypeError(f"vectors must be a floating-point tensor, got {vectors.dtype}")
-        if self.lmax <= MAX_DEGREE and not traced():
+        if self.lmax <= max_degree(vectors.device) and not traced():
             return self._monomials(vectors)
         return self._recurrence(vectors)
 
