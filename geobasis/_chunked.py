@@ -103,8 +103,11 @@ class _ChunkedRows(torch.autograd.Function):
             return None, None, None, *differentiable_gradients(ctx.fn, tensors, needs, grad)
         n, size = ctx.num_rowwise, ctx.chunk_size
         rows = tensors[0].shape[0]
+        # row-wise gradients are written block by block (no zero fill of, e.g., a per-edge
+        # weight gradient); shared ones are summed
         result = [
-            torch.zeros_like(t) if need else None for t, need in zip(tensors, needs, strict=True)
+            (torch.empty_like if k < n else torch.zeros_like)(t) if need else None
+            for k, (t, need) in enumerate(zip(tensors, needs, strict=True))
         ]
         for start in range(0, max(rows, 1), size):
             leaves = [
@@ -118,6 +121,8 @@ class _ChunkedRows(torch.autograd.Function):
                 )
             for k, g in zip(wanted, grads, strict=True):
                 if g is None:
+                    if k < n:  # this block does not depend on it
+                        result[k][start : start + size] = 0
                     continue
                 if k < n:
                     result[k][start : start + size] = g

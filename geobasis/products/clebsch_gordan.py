@@ -52,6 +52,7 @@ from geobasis._tracing import traced
 from geobasis.o3.coupling import clebsch_gordan, coupling_paths, gaunt_factor
 from geobasis.o3.layout import degree_slice
 from geobasis.products._base import EquivariantProduct
+from geobasis.products._degree_one import degree_one_product
 
 __all__ = ["ClebschGordanProduct"]
 
@@ -294,6 +295,21 @@ class ClebschGordanProduct(EquivariantProduct):
         return self._degree_one_coefficients.numel() > 0
 
     def _degree_one_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        """Degrees <= 1 without the cross product: with per-edge weights and gradients, the
+        hand-written backward of ``_degree_one.py``; otherwise :meth:`_degree_one_plain`."""
+        per_edge = weight is not None and weight.shape[0] == x1.shape[0]
+        full = x1.shape[1] == 4 and x2.shape[1] == 4
+        if per_edge and full and needs_autograd(x1, x2, weight) and not traced():
+            constants = self.__dict__.get("_degree_one_floats")
+            if constants is None:  # read once: no device sync per call
+                values = self._degree_one_coefficients.tolist()
+                constants = self._degree_one_floats = dict(zip(self.paths, values, strict=True))
+            return degree_one_product(
+                x1, x2, weight, constants, self._degree_one_plain, self.dim_out
+            )
+        return self._degree_one_plain(x1, x2, weight)
+
+    def _degree_one_plain(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         r"""Degrees :math:`\le 1` without the cross-product path ``1 x 1 -> 1``, with a
         single-channel ``x2``: the couplings are a product of scalars, a dot product and two
         scalings, written out as a few elementwise operations over ``[B, C]`` (measured
