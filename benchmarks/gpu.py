@@ -228,6 +228,33 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(result: dict, path: Path) -> None:
+    """Harmonics and products, fwd+bwd ms against L at the smallest edge count (log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("harmonics", ("geobasis", "e3nn", "cuequivariance")),
+              ("products", ("cg", "gaunt_grid", "so2", "e3nn", "cuequivariance")))  # fmt: skip
+    for ax, (key, names) in zip(axes, panels, strict=True):
+        rows = [r for r in result[key] if "L" in r]
+        edges = min((r["E"] for r in rows), default=0)
+        rows = [r for r in rows if r["E"] == edges]
+        for name in names:
+            points = [(r["L"], r[f"{name}_ms"]) for r in rows if f"{name}_ms" in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=name)
+        ax.set(yscale="log", xlabel="L", ylabel="fwd+bwd ms",
+               title=f"{key}, {edges:,} edges, {result['device']}")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def guarded(rows: list[dict], what: str, make_rows, deadline: float) -> None:
     """Append ``make_rows()`` to ``rows``; an error or an exhausted time budget becomes a
     row that says so, so one failure never loses the rest of the table."""
@@ -251,7 +278,11 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--budget", type=float, default=210.0, help="seconds for the tables")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--replot", type=Path, help="only plot this gpu.json beside it")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
+        return
     dry = args.dry_run or not torch.cuda.is_available()
     device = torch.device("cpu" if dry else "cuda")
     edges, lmaxes, repeats = ([200], (1, 2), 1) if dry else (args.edges, range(1, 7), 7)
@@ -296,6 +327,10 @@ def main() -> None:
         guarded(result["training"], "training step",
                 lambda: training_rows(device, batch, repeats), deadline)  # fmt: skip
     save()
+    try:
+        plot(result, args.out / "gpu.png")
+    except ImportError:
+        print("matplotlib is not installed: no plot")
     print(markdown(result))
 
 
