@@ -32,14 +32,18 @@ DEGREE_ONE_PATHS = ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0))
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     """``sum_m a[:, m] b[:, m]`` over the 3 components: ``[B, 3, C] x [B, 3, 1 or C]``
-    -> ``[B, 1, C]``."""
-    return (a * b).sum(1, keepdim=True)
+    -> ``[B, 1, C]``, as three multiply-adds of ``[B, 1, C]`` slices (a sum over the
+    middle dimension of ``[B, 3, C]`` is 2-3x slower on CPU; measured)."""
+    out = a[:, :1] * b[:, :1]
+    out.addcmul_(a[:, 1:2], b[:, 1:2])
+    return out.addcmul_(a[:, 2:3], b[:, 2:3])
 
 
 class _DegreeOneProduct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x1, x2, weight, constants, plain, dim_out):  # noqa: D102
+    def forward(ctx, x1, x2, weight, pairs, plain, dim_out):  # noqa: D102
         ctx.save_for_backward(x1, x2, weight)
+        constants = dict(pairs)
         ctx.constants, ctx.plain = constants, plain
         s1, v1 = x1[:, :1], x1[:, 1:4]
         s2, v2 = x2[:, :1, None], x2[:, 1:4, None]
@@ -113,4 +117,6 @@ def degree_one_product(
     order of ``constants`` (path -> constant, paths from :data:`DEGREE_ONE_PATHS`) ->
     ``[B, dim_out, C]`` (``dim_out`` 1 or 4).  ``plain(x1, x2, weight)``: the same product
     in differentiable operations (for second derivatives)."""
-    return _DegreeOneProduct.apply(x1, x2, weight, constants, plain, dim_out)
+    # (path, constant) pairs, not a dict: autograd tooling records the arguments
+    pairs = tuple(constants.items())
+    return _DegreeOneProduct.apply(x1, x2, weight, pairs, plain, dim_out)
