@@ -39,6 +39,7 @@ __all__ = [
     "max_degree",
     "num_monomials",
     "harmonic_coefficients",
+    "device_coefficients",
     "monomial_harmonics",
 ]
 
@@ -108,7 +109,7 @@ def _unit(xyz: Tensor) -> tuple[Tensor, Tensor]:
 def _plain(lmax: int, xyz: Tensor, coefficients: Tensor, normalize: bool) -> Tensor:
     """``[N, (lmax+1)**2]`` in plain autograd operations."""
     u = _unit(xyz)[0] if normalize else xyz
-    return torch.mm(_plain_monomials(lmax, u).t(), coefficients)
+    return torch.mm(_plain_monomials(lmax, u).t(), coefficients[:, : (lmax + 1) ** 2])
 
 
 class _MonomialHarmonics(torch.autograd.Function):
@@ -120,7 +121,7 @@ class _MonomialHarmonics(torch.autograd.Function):
         monomials = _monomials(lmax, u)
         ctx.save_for_backward(xyz, coefficients, u, inv, monomials)
         ctx.lmax, ctx.normalize = lmax, normalize
-        return _combine(monomials, coefficients)
+        return _combine(monomials, coefficients, (lmax + 1) ** 2)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -131,7 +132,7 @@ class _MonomialHarmonics(torch.autograd.Function):
                 out = _plain(lmax, xyz, coefficients, ctx.normalize)
                 (g,) = torch.autograd.grad(out, xyz, grad, create_graph=True)
             return g, None, None, None
-        g_mono = torch.mm(coefficients, grad.t())  # [num_monomials, N]
+        g_mono = torch.mm(coefficients[:, : grad.shape[1]], grad.t())  # [num_monomials, N]
         g_u = xyz.new_zeros(3, xyz.shape[1])
         for d in range(lmax, 1, -1):
             prev = monomials[_degree_start(d - 1) : _degree_start(d)]
@@ -173,23 +174,28 @@ def monomial_harmonics(
     lmax: int, vectors: Tensor, coefficients: Tensor, normalize: bool = True
 ) -> Tensor:
     """Harmonics ``[N, (lmax+1)**2]`` of ``vectors [N, 3]`` (``coefficients`` from
-    :func:`harmonic_coefficients`, in the vectors' dtype and device)."""
+    :func:`device_coefficients`, in the vectors' dtype and device)."""
     xyz = vectors.t().contiguous()
     if torch.is_grad_enabled() and vectors.requires_grad:
         return _MonomialHarmonics.apply(xyz, coefficients, lmax, normalize)
     u = _unit(xyz)[0] if normalize else xyz
-    return _combine(_monomials(lmax, u), coefficients)
+    return _combine(_monomials(lmax, u), coefficients, (lmax + 1) ** 2)
 
 
-def _combine(monomials: Tensor, coefficients: Tensor) -> Tensor:
-    """``monomials.T @ coefficients`` ``[N, D]``.  On CPU in float32 the GEMM runs with
-    the columns padded to a multiple of 16 when ``D > 8`` (MKL's sgemm is up to 2.4x slower
-    for an output row of 9 floats than of 16; float64 and ``D = 4`` gain nothing; measured
-    with 100k vectors), then the padding is dropped."""
-    dim = coefficients.shape[1]
+def device_coefficients(table: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """:func:`harmonic_coefficients` ready for the GEMM, built once per (dtype, device): on
+    CPU in float32 its columns are padded with zeros to a multiple of 16 when there are
+    more than 8 (MKL's sgemm is up to 2.4x slower for an output row of 9 floats than of
+    16; float64 and 4 columns gain nothing; measured with 100k vectors)."""
+    table = table.to(device=device, dtype=dtype)
+    dim = table.shape[1]
     padded = -(-dim // 16) * 16
-    cpu32 = monomials.device.type == "cpu" and monomials.dtype == torch.float32
-    if not cpu32 or dim <= 8 or padded == dim:
-        return torch.mm(monomials.t(), coefficients)
-    wide = torch.nn.functional.pad(coefficients, (0, padded - dim))
-    return torch.mm(monomials.t(), wide)[:, :dim].contiguous()
+    if device.type == "cpu" and dtype == torch.float32 and 8 < dim < padded:
+        table = torch.nn.functional.pad(table, (0, padded - dim))
+    return table
+
+
+def _combine(monomials: Tensor, coefficients: Tensor, dim: int) -> Tensor:
+    """``monomials.T @ coefficients`` ``[N, dim]`` (padding columns dropped)."""
+    out = torch.mm(monomials.t(), coefficients)
+    return out if coefficients.shape[1] == dim else out[:, :dim].contiguous()

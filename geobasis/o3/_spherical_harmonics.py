@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from geobasis._chunked import block_rows
 from geobasis._tracing import traced
 from geobasis.o3._harmonic_polynomials import (
+    device_coefficients,
     harmonic_coefficients,
     max_degree,
     monomial_harmonics,
@@ -361,7 +362,7 @@ class SphericalHarmonics(nn.Module):
         key = (work, vectors.device)
         if key not in self._coefficients:
             table = harmonic_coefficients(self.lmax, self.normalization)
-            self._coefficients[key] = table.to(device=vectors.device, dtype=work)
+            self._coefficients[key] = device_coefficients(table, work, vectors.device)
         flat = vectors.reshape(-1, 3).to(work)
         out = monomial_harmonics(self.lmax, flat, self._coefficients[key], self.normalize)
         return out.to(vectors.dtype).reshape(*vectors.shape[:-1], (self.lmax + 1) ** 2)

@@ -10,8 +10,8 @@ normalisation), for ``x1 = (s_1, \vec v_1)`` per channel and ``x2 = (s_2, \vec v
     \vec y_1 = c_{011}\, w_{011}\, s_1 \vec v_2 + c_{101}\, w_{101}\, s_2 \vec v_1 .
 
 Forward and backward are a dozen elementwise operations and batched dot products over
-``[B, 1 or 3, C]``, with the constants folded in as Python numbers: no pass over the
-weights to scale them, no autograd graph.  A second derivative (forces trained through
+``[B, 1 or 3, C]``, with the constants as Python numbers (no table on the device) and
+no autograd graph.  A second derivative (forces trained through
 the product) differentiates the plain form, which the caller passes in.
 """
 
@@ -24,10 +24,7 @@ from torch import Tensor
 
 from geobasis._chunked import differentiable_gradients
 
-__all__ = ["DEGREE_ONE_PATHS", "degree_one_product"]
-
-#: The paths this form covers: scalar product, scalar times vector (both ways), dot product.
-DEGREE_ONE_PATHS = ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0))
+__all__ = ["degree_one_product"]
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -114,7 +111,8 @@ def degree_one_product(
     dim_out: int,
 ) -> Tensor:
     """``x1 [B, 4, C]`` (degrees 0, 1), ``x2 [B, 4]``, per-edge ``weight [B, P, C]`` in the
-    order of ``constants`` (path -> constant, paths from :data:`DEGREE_ONE_PATHS`) ->
+    order of ``constants`` (path -> constant; paths (0, 0, 0), (0, 1, 1), (1, 0, 1) and
+    (1, 1, 0), any subset) ->
     ``[B, dim_out, C]`` (``dim_out`` 1 or 4).  ``plain(x1, x2, weight)``: the same product
     in differentiable operations (for second derivatives)."""
     # (path, constant) pairs, not a dict: autograd tooling records the arguments

@@ -133,12 +133,13 @@ def test_monomial_coefficients_are_block_diagonal_and_exact():
     """The low-degree form ``M(v) C``: a degree-l harmonic uses degree-l monomials only,
     and the table reproduces the recurrence in float64 (solid harmonics too)."""
     from geobasis.o3._harmonic_polynomials import (
+        MAX_DEGREE,
         _degree_start,
         harmonic_coefficients,
         num_monomials,
     )
 
-    MAX_DEGREE = 6  # the highest of any device
+    MAX_DEGREE = max(MAX_DEGREE.values())  # the highest of any device
 
     for lmax in range(MAX_DEGREE + 3):
         table = harmonic_coefficients(lmax, "component")
@@ -200,3 +201,23 @@ def test_zero_vector_has_finite_derivatives_to_second_order(lmax):
     # away from zero nothing changed: the same as the double-backward-free path
     (plain,) = torch.autograd.grad((spherical_harmonics(lmax, v) * w).sum(), v)
     assert torch.allclose(plain, first.detach(), atol=1e-12)
+
+
+def test_float32_cpu_table_is_padded_and_gives_the_float64_values_and_gradients():
+    """On CPU in float32 the monomial table carries zero columns up to a multiple of 16
+    (a faster GEMM shape); output and gradients are those of float64."""
+    x = torch.randn(500, 3, dtype=torch.float64)
+    w = torch.randn(500, 16, dtype=torch.float64)
+    for lmax in (2, 3):
+        module = SphericalHarmonics(lmax)
+        dim = (lmax + 1) ** 2
+        x32 = x.float().requires_grad_()
+        y32 = module(x32)
+        (g32,) = torch.autograd.grad((y32 * w[:, :dim].float()).sum(), x32)
+        assert module._coefficients[(torch.float32, x32.device)].shape[1] == 16
+        x64 = x.clone().requires_grad_()
+        y64 = module(x64)
+        (g64,) = torch.autograd.grad((y64 * w[:, :dim]).sum(), x64)
+        assert y32.shape == (500, dim) and y32.is_contiguous()
+        assert torch.allclose(y32.double(), y64, atol=1e-6)
+        assert torch.allclose(g32.double(), g64, atol=1e-4 * float(g64.abs().max()))
