@@ -25,12 +25,15 @@ per :math:`m`), so the SO(2) weights span the CG product with edge harmonics up 
 lower ``lmax2``.
 
 Cost: the rotation is built once per edge, independent of the channels, as one matrix per
-degree, by rotating :math:`2L+1` one-hot rows (rotations about the polar axis are diagonal
-in :math:`\pm m` pairs, and the tilt :math:`R_x(\beta) = Q R_y(\beta) Q^\top` goes through
-one constant matrix :math:`J = D(Q)` per degree, :math:`Q \hat y = \hat x`; no per-edge
-``matrix_exp``): :math:`O(L^4)` per edge, shared by all channels.  Applying it and the
-SO(2) maps costs :math:`O(L^3)` per edge and channel, against the CG product's
-:math:`O(L^5)`.
+degree: :math:`T_l = Z_l(\alpha)\, J_l Z_l(\beta) J_l^\top`, where rotations about the
+polar axis :math:`Z` are diagonal in :math:`\pm m` pairs and the tilt goes through one
+constant matrix :math:`J = D(Q)` per degree, :math:`Q \hat y = \hat x`.  Every entry is
+linear in :math:`(\cos k\beta, \sin k\beta)` times :math:`\cos |m|\alpha` or
+:math:`\sin |m|\alpha`, so all degrees come from two small matrix products with constant
+tables (no per-edge ``matrix_exp``): :math:`O(L^3)` per edge.  Applying it and the SO(2)
+maps costs :math:`O(L^3)` per edge and channel, against the CG product's :math:`O(L^5)`.
+Forward and backward are written out (:mod:`geobasis.products._so2_kernel`), in blocks of
+edges on CPU; second derivatives differentiate the plain form.
 
 Parity: :math:`W^{(1)}` alone (``paths="even"``) is O(3)-equivariant with natural parity,
 :math:`W^{(2)}` alone (``"odd"``) gives pseudotensors, both (``"all"``) SO(3) only, as for
@@ -55,6 +58,7 @@ from torch import Tensor
 from geobasis.o3 import clebsch_gordan, matrix_z, wigner_D
 from geobasis.o3.layout import degree_slice
 from geobasis.products._base import EquivariantProduct
+from geobasis.products._so2_kernel import so2_edges
 
 __all__ = ["SO2Product"]
 
@@ -103,6 +107,9 @@ class SO2Product(EquivariantProduct):
         self._blocks = _blocks(self.slots)
         self._input_sizes = [len(b[1]) for b in self._blocks for _ in range(2 if b[0] else 1)]
         self._weight_sizes = [r[1] - r[0] for b in self._blocks for r in b[4:6] if r is not None]
+        self._kernel_blocks = _kernel_blocks(self._blocks)
+        self._in_rows_m = self._kernel_blocks[-1][1][1]  # rows of x and y the maps use
+        self._out_rows_m = self._kernel_blocks[-1][2][1]
         self._init_weights(len(self.slots))
         self.build_tables((lmax1, lmax_out, paths), self._build_tables)
 
@@ -113,88 +120,106 @@ class SO2Product(EquivariantProduct):
     # ------------------------------------------------------------------ tables
     def _build_tables(self) -> None:
         lmax = max(self.lmax1, self.lmax_out)
-        quarter = matrix_z(torch.tensor(-math.pi / 2, dtype=torch.float64))  # y -> x
-        tilt = wigner_D(lmax, quarter)
-        for l in range(lmax + 1):
-            self.register_table(f"_tilt_l{l}", tilt[degree_slice(l), degree_slice(l)])
-        m_of = torch.cat([torch.arange(-l, l + 1) for l in range(lmax + 1)])
-        base = torch.cat([torch.full((2 * l + 1,), l * l + l) for l in range(lmax + 1)])
-        self.register_buffer("_abs_m", m_of.abs(), persistent=False)
-        self.register_buffer("_partner", base - m_of, persistent=False)  # (l, m) -> (l, -m)
-        self.register_table("_sin_sign", -torch.sign(m_of).double())  # +m: -sin, -m: +sin
         order = _output_order(self._blocks, self.lmax_out)
         self.register_buffer("_order", order, persistent=False)
         rows = [r for m, plus, minus, *_ in self._blocks for r in (plus + minus if m else plus)]
         self.register_buffer("_m_major", torch.tensor(rows), persistent=False)
-        # [2 lmax + 1, D]: row k holds component m = k - l of every degree l (one-hot), so
-        # rotating it gives every degree's rotation matrix at once (see _frame_blocks)
-        one_hot = torch.zeros(2 * lmax + 1, (lmax + 1) ** 2, dtype=torch.float64)
-        for l in range(lmax + 1):
-            for k in range(2 * l + 1):
-                one_hot[k, l * l + k] = 1.0
-        self.register_table("_one_hot", one_hot)
+        inverse = torch.full((self.dim1,), len(rows))  # rows no map reads: the zero row
+        inverse[torch.tensor(rows)] = torch.arange(len(rows))
+        self.register_buffer("_m_major_inverse", inverse, persistent=False)
+        # for the hand-written kernel: where each degree's rows go in m-major order (rows
+        # no map uses get their own spare rows past the used ones) and where they are read
+        in_positions = _spare_rows(inverse, len(rows))
+        out_positions = _spare_rows(order, self._out_rows_m)
+        self.register_buffer("_in_positions", in_positions, persistent=False)
+        self.register_buffer("_out_positions", out_positions, persistent=False)
+        tilt_table, pole_table = _frame_tables(lmax)
+        self.register_table("_tilt_table", tilt_table)
+        self.register_table("_pole_table", pole_table)
 
     # ------------------------------------------------------------------ forward
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
-        if self.batch_chunk(x1) >= x1.shape[0]:
-            return self._plain_product(x1, x2, weight)
-        return self._chunked_plain_product(x1, x2, weight)
+        self._check_harmonics(x2)
+        return so2_edges(self, x1, x2[:, 1:4], weight, self.batch_chunk(x1))
 
     def cpu_batch_chunk(self, x1: Tensor) -> int:
-        """Edges per block on CPU: :attr:`chunk_size` if set; else all of them while an
-        edge's weights and features take at most 16 KiB (recomputing blocks in backward
-        costs more than it saves there), and blocks of 256 above (measured: 1.5x faster
-        at L = 8 and 1.3x at L = 6, C = 32, 10,000 edges; slower at L = 3)."""
+        """Edges per block on CPU: :attr:`chunk_size` if set; else the power of two
+        between 128 and 1024 whose weights and features take about 8 MiB (measured at
+        C = 32, 10,000 edges: 1024 best at L = 2-3, 256-512 at L = 4-6, 128 at L = 8; the
+        whole batch at once is 1.2-1.5x slower at L = 2-4)."""
         if self.chunk_size is not None:
             return self.chunk_size
         per_edge = (self.num_weights + self.dim1 + self.dim_out) * x1.shape[-1]
-        return 256 if per_edge * x1.element_size() > 16 << 10 else max(x1.shape[0], 1)
+        fit = (8 << 20) // max(per_edge * x1.element_size(), 1)
+        return max(128, min(1024, 1 << max(fit.bit_length() - 1, 0)))
 
     def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
+        self._check_harmonics(x2)
+        return self._plain_edges(x1, x2[:, 1:4], weight)
+
+    @staticmethod
+    def _check_harmonics(x2: Tensor) -> None:
         if x2.dim() != 2:
             raise ValueError(
                 "SO2Product: x2 must be edge harmonics [..., (L2+1)**2] with one shared "
                 f"channel, got {tuple(x2.shape)} per batch element with channels"
             )
-        frames = self._frame_blocks(x2[:, 1:4])
+
+    def _plain_edges(self, x1: Tensor, direction: Tensor, weight: Tensor) -> Tensor:
+        """The product in plain autograd operations, from the edge directions."""
+        frames = self._frame_matrices(self._frame_entries(direction))
         x = _rotate(frames, x1, self.lmax1, inverse=False)  # into the edge frame
         y = self._so2_maps(x, weight)
         return _rotate(frames, y, self.lmax_out, inverse=True)  # and back
 
-    def _frame_blocks(self, direction: Tensor) -> list[Tensor]:
-        r"""Per degree ``l``, ``T_l [B, 2l+1, 2l+1]`` with :math:`\tilde x_l = T_l^\top x_l`
-        the rotation into each edge's frame.  Built by rotating the one-hot rows of
-        ``_one_hot`` (``2 lmax + 1`` of them, whatever the number of channels): pole rotation
-        by :math:`-\alpha`, tilt, pole rotation by :math:`-\beta`, tilt back; O(L^4) per
-        edge, independent of the channels."""
+    def _frame_entries(self, direction: Tensor) -> Tensor:
+        r"""``[B, \sum_l (2l+1)^2]``: per edge, the entries of every degree's rotation
+        ``T_l`` into its frame (:meth:`_frame_matrices` cuts them), with
+        :math:`\tilde x_l = T_l^\top x_l`.  :math:`T_l = Z_l(\alpha) X_l(\beta)`: the tilted
+        pole rotation :math:`X_l(\beta) = J_l Z_l(\beta) J_l^\top` is linear in
+        :math:`(\cos k\beta, \sin k\beta)_{k \le L}` and the pole rotation
+        :math:`Z_l(\alpha)` mixes the rows :math:`\pm m` with :math:`\cos |m|\alpha` and
+        :math:`\sin |m|\alpha`, so both are one matrix product of those ``2L+1`` numbers
+        per edge with a constant table (:func:`_frame_tables`) for every degree at once,
+        then one multiply-add.  O(L^3) per edge, independent of the channels."""
+        return self._entries_from_angles(*self._frame_angles(direction))
+
+    def _frame_angles(self, direction: Tensor) -> tuple[Tensor, Tensor]:
+        """``(cos kβ, sin kβ)`` as ``[B, 2L+1]`` and ``(cos kα, sin kα)`` as ``[B, 2L+2]``
+        (:func:`_frame_angles`)."""
         lmax = max(self.lmax1, self.lmax_out)
-        alpha, beta = _frame_angles(direction, lmax)
-        rows = self._one_hot.expand(direction.shape[0], -1, -1)  # [B, 2L+1, D]
-        rows = self._about_pole(rows, alpha, inverse=True)
-        rows = self._tilt(rows, lmax, transpose=True)
-        rows = self._about_pole(rows, beta, inverse=True)
-        rows = self._tilt(rows, lmax, transpose=False)
-        return [rows[:, : 2 * l + 1, degree_slice(l)] for l in range(lmax + 1)]
+        (cos_a, sin_a), (cos_b, sin_b) = _frame_angles(direction, lmax)
+        return torch.cat([cos_b, sin_b[:, 1:]], dim=1), torch.cat([cos_a, sin_a], dim=1)
 
-    def _about_pole(self, x: Tensor, angle: tuple[Tensor, Tensor], inverse: bool) -> Tensor:
-        r"""Rotation about the polar axis :math:`y` by :math:`\pm\theta` per batch element:
-        ``angle = (cos m\theta, sin m\theta)`` as ``[B, L+1]``; ``x [B, C, D]``."""
-        cos_m, sin_m = angle
-        dim = x.shape[-1]
-        index = self._abs_m[:dim]
-        sign = self._sin_sign[:dim] * (-1.0 if inverse else 1.0)
-        cos, sin = cos_m[:, index], sin_m[:, index] * sign
-        return x * cos[:, None, :] + x[..., self._partner[:dim]] * sin[:, None, :]
+    def _entries_from_angles(self, beta: Tensor, alpha: Tensor) -> Tensor:
+        both = (beta @ self._tilt_table) * (alpha @ self._pole_table)  # [B, 2Q]
+        rows, partners = both.chunk(2, dim=1)
+        return rows + partners
 
-    def _tilt(self, x: Tensor, lmax: int, transpose: bool) -> Tensor:
-        """``J x`` (or ``J^T x``) degree by degree, ``x [B, C, D]``.  (``split``, not
-        slicing: its backward concatenates once instead of padding every block.)"""
-        blocks = x.split([2 * l + 1 for l in range(lmax + 1)], dim=-1)
-        rotated = []
-        for l, block in enumerate(blocks):
-            tilt = getattr(self, f"_tilt_l{l}")
-            rotated.append(block @ (tilt if transpose else tilt.t()))
-        return torch.cat(rotated, dim=-1)
+    @property
+    def _in_scatter(self) -> list[Tensor]:
+        return _by_degree(self._in_positions, self.lmax1)
+
+    @property
+    def _in_gather(self) -> list[Tensor]:
+        return _by_degree(self._m_major_inverse, self.lmax1)
+
+    @property
+    def _out_scatter(self) -> list[Tensor]:
+        return _by_degree(self._out_positions, self.lmax_out)
+
+    @property
+    def _out_gather(self) -> list[Tensor]:
+        return _by_degree(self._order, self.lmax_out)
+
+    def _frame_matrices(self, entries: Tensor) -> list[Tensor]:
+        """Per degree ``l``, ``T_l [B, 2l+1, 2l+1]`` (views) from :meth:`_frame_entries`."""
+        lmax = max(self.lmax1, self.lmax_out)
+        sizes = [(2 * l + 1) ** 2 for l in range(lmax + 1)]
+        return [
+            block.unflatten(1, (2 * l + 1, 2 * l + 1))
+            for l, block in enumerate(entries.split(sizes, dim=1))
+        ]
 
     def _so2_maps(self, x: Tensor, weight: Tensor) -> Tensor:
         """The per-:math:`m` maps in the edge frame, channels last: ``x [B, D1, C]``,
@@ -303,6 +328,77 @@ def _blocks(slots) -> list[tuple]:
     return blocks
 
 
+def _frame_tables(lmax: int) -> tuple[Tensor, Tensor]:
+    r"""Constants of :meth:`SO2Product._frame_entries`, over the entries ``q = (l, d, j)``
+    of every degree's ``[2l+1, 2l+1]`` matrix flattened one after the other (``Q`` of
+    them), each twice: for :math:`X_{dj}` and for :math:`X_{d'j}` of the partner row
+    :math:`d'` (:math:`m_{d'} = -m_d`).
+
+    * ``tilt [2 lmax + 1, 2Q]``: :math:`X = J Z J^\top` for the coefficient
+      :math:`\cos k\beta` (rows ``k = 0..lmax``) and :math:`\sin k\beta` (rows
+      ``lmax + k``), with :math:`J = D(Q)`, :math:`Q \hat y = \hat x`, and :math:`Z` the
+      rotation about the pole by :math:`-\beta` acting on row vectors;
+    * ``pole [2 lmax + 2, 2Q]``: one-hot picks of :math:`\cos |m_d|\alpha` (first ``Q``
+      columns, from rows ``0..lmax``) and :math:`-\operatorname{sign}(m_d) \sin |m_d|\alpha`
+      (last ``Q``, from rows ``lmax + 1 + k``), the two coefficients of :math:`Z(\alpha)`."""
+    quarter = matrix_z(torch.tensor(-math.pi / 2, dtype=torch.float64))  # y -> x
+    tilt = wigner_D(lmax, quarter)
+    tables, partners, picks, offset = [], [], [], 0
+    for l in range(lmax + 1):
+        n = 2 * l + 1
+        J = tilt[degree_slice(l), degree_slice(l)]
+        m = torch.arange(-l, l + 1)
+        blocks = []
+        for kind in ("cos", "sin"):
+            for k in range(0 if kind == "cos" else 1, lmax + 1):
+                Z = torch.zeros(n, n, dtype=torch.float64)
+                for d in range(n):
+                    if abs(int(m[d])) == k:  # cos on the diagonal, sign(m) sin off it
+                        Z[d if kind == "cos" else n - 1 - d, d] = (
+                            1.0 if kind == "cos" else m[d].sign()
+                        )
+                blocks.append((J @ Z @ J.t()).reshape(-1))
+        tables.append(torch.stack(blocks))
+        rows, cols = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        partners.append((offset + (n - 1 - rows) * n + cols).reshape(-1))
+        picks.append(m[rows].reshape(-1))
+        offset += n * n
+    table, partner, m_q = torch.cat(tables, dim=1), torch.cat(partners), torch.cat(picks)
+    q = torch.arange(offset)
+    pole = torch.zeros(2 * lmax + 2, 2 * offset, dtype=torch.float64)
+    pole[m_q.abs(), q] = 1.0
+    pole[lmax + 1 + m_q.abs(), offset + q] = -m_q.sign().double()
+    return torch.cat([table, table[:, partner]], dim=1), pole
+
+
+def _spare_rows(positions: Tensor, used: int) -> Tensor:
+    """``positions`` with every entry ``>= used`` (a shared zero row) replaced by its own
+    row ``used, used + 1, ...`` (scatters must not write two rows to one place)."""
+    positions = positions.clone()
+    spare = positions >= used
+    positions[spare] = used + torch.arange(int(spare.sum()))
+    return positions
+
+
+def _by_degree(positions: Tensor, lmax: int) -> list[Tensor]:
+    """``positions`` cut into one block per degree ``0..lmax``."""
+    return list(positions.split([2 * l + 1 for l in range(lmax + 1)]))
+
+
+def _kernel_blocks(blocks: list[tuple]) -> list[tuple]:
+    """Per ``m``, for :mod:`geobasis.products._so2_kernel`: ``(m, rows of x in m-major
+    order, rows of y in m-major order, n_in, n_out, W1 range, W2 range)``."""
+    kernel, start_in, start_out = [], 0, 0
+    for m, plus, _, degrees, w1, w2 in blocks:
+        sides = 2 if m else 1
+        n_in, n_out = len(plus), len(degrees)
+        rows_in = (start_in, start_in + sides * n_in)
+        rows_out = (start_out, start_out + sides * n_out)
+        kernel.append((m, rows_in, rows_out, n_in, n_out, w1, w2))
+        start_in, start_out = rows_in[1], rows_out[1]
+    return kernel
+
+
 def _output_order(blocks: list[tuple], lmax_out: int) -> Tensor:
     """Where each output component sits in the concatenated per-``m`` pieces (the last
     column, zeros, for components no map reaches: ``|m| > lmax1``, and ``m = 0`` for odd
@@ -336,10 +432,9 @@ def _frame_angles(direction: Tensor, lmax: int) -> tuple[tuple[Tensor, Tensor], 
 
 
 def _multiples(cos: Tensor, sin: Tensor, lmax: int) -> tuple[Tensor, Tensor]:
-    """``cos mθ, sin mθ`` for ``m = 0..lmax`` from ``cos θ, sin θ`` (angle addition)."""
-    cos_m, sin_m = [torch.ones_like(cos)], [torch.zeros_like(sin)]
-    for _ in range(lmax):
-        c, s = cos_m[-1], sin_m[-1]
-        cos_m.append(c * cos - s * sin)
-        sin_m.append(s * cos + c * sin)
-    return torch.stack(cos_m, dim=-1), torch.stack(sin_m, dim=-1)
+    """``cos mθ, sin mθ`` for ``m = 0..lmax`` from ``cos θ, sin θ``: ``m θ`` with
+    ``θ = atan2(sin, cos)`` (four operations whatever ``lmax``; a loop of angle additions
+    costs four per ``m``)."""
+    angle = torch.atan2(sin, cos)[:, None] * torch.arange(lmax + 1, dtype=cos.dtype,
+                                                          device=cos.device)  # fmt: skip
+    return torch.cos(angle), torch.sin(angle)

@@ -107,5 +107,30 @@ def test_blocks_of_edges_give_the_same_values_and_gradients():
         assert torch.allclose(whole, blocked, atol=1e-12)
     assert so2.batch_chunk(x1) == 3
     so2.chunk_size = None
-    assert so2.batch_chunk(x1) == 10  # small edges: one block
-    assert SO2Product(8, 8, 8, 64).batch_chunk(torch.empty(1000, 81, 64)) == 256
+    assert so2.batch_chunk(x1) == 1024  # small edges: blocks of about 8 MiB, at most 1024
+    assert SO2Product(8, 8, 8, 64).batch_chunk(torch.empty(1000, 81, 64)) == 128
+
+
+@pytest.mark.parametrize("lmax1,lmax_out,paths", [(3, 2, "all"), (2, 4, "odd"), (4, 4, "even")])
+@pytest.mark.parametrize("mode", ["external", "internal"])
+def test_hand_written_backward_equals_autograd_of_the_plain_form(lmax1, lmax_out, paths, mode):
+    """The blocked forward/backward (``forward``) against autograd of ``plain``, for
+    different input and output degrees, shared weights and gradients of the direction."""
+    so2 = SO2Product(lmax1, 2, lmax_out, 3, mode, paths=paths).double()
+    so2.chunk_size = 7
+    x1, vectors, _ = _inputs(lmax1, 2, edges=20)
+    w = torch.randn(20, *so2.weight_shape, dtype=D) if mode == "external" else None
+    results = []
+    for call in (so2, so2.plain):
+        leaves = [t.clone().requires_grad_() for t in (x1, vectors)]
+        weight = w.clone().requires_grad_() if w is not None else None
+        sh = o3.spherical_harmonics(2, leaves[1], normalization="component")
+        out = call(leaves[0], sh, weight)
+        probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=D)
+        (out * probe).sum().backward()
+        grads = [leaf.grad for leaf in leaves]
+        grads.append(weight.grad if weight is not None else so2.weight.grad.clone())
+        so2.zero_grad()
+        results.append([out, *grads])
+    for blocked, plain in zip(*results, strict=True):
+        assert (blocked - plain).abs().max() < 1e-10 * (1 + plain.abs().max())
