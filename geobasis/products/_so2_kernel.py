@@ -43,13 +43,18 @@ from geobasis._chunked import differentiable_gradients
 __all__ = ["so2_edges"]
 
 
-def _to_frame(frames: list[Tensor], x: Tensor, positions: list[Tensor], out: Tensor) -> Tensor:
-    """``T_l^T x_l`` for each degree of ``x [B, (L+1)**2, C]``, written into the rows
-    ``positions[l]`` of ``out [B, R, C]`` (m-major order)."""
-    for l, position in enumerate(positions):
-        rows = slice(l * l, (l + 1) ** 2)
-        out.index_copy_(1, position, torch.bmm(frames[l].transpose(1, 2), x[:, rows]))
-    return out
+def _to_frame(frames: list[Tensor], x: Tensor, order: Tensor, out: Tensor) -> Tensor:
+    """``T_l^T x_l`` for each degree of ``x [B, (L+1)**2, C]``, its rows put in the order
+    ``order`` (m-major) as ``out [B, (L+1)**2, C]`` (one concatenation and one gather:
+    faster than a scatter per degree; measured)."""
+    blocks = x.split([2 * l + 1 for l in range(_degrees(x))], dim=1)
+    parts = [torch.bmm(frames[l].transpose(1, 2), block) for l, block in enumerate(blocks)]
+    return torch.index_select(torch.cat(parts, dim=1), 1, order, out=out)
+
+
+def _degrees(x: Tensor) -> int:
+    """Number of degrees of ``x [B, (L+1)**2, C]``."""
+    return round(x.shape[1] ** 0.5)
 
 
 def _from_frame(frames: list[Tensor], x: Tensor, gathers: list[Tensor], out: Tensor) -> Tensor:
@@ -132,14 +137,14 @@ class _SO2Edges(torch.autograd.Function):
     def forward(ctx, x1, direction, weight, module, size):  # noqa: D102
         beta, alpha = module._frame_angles(direction)
         entries = beta.new_empty(beta.shape[0], module._tilt_table.shape[1] // 2)
-        rotated = x1.new_empty(x1.shape[0], len(module._in_positions), x1.shape[2])
+        rotated = x1.new_empty(x1.shape[0], module.dim1, x1.shape[2])
         out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
         for start in range(0, x1.shape[0], size):
             block = slice(start, start + size)
             w = weight if weight.shape[0] == 1 else weight[block]
             entries[block] = module._entries_from_angles(beta[block], alpha[block])
             frames = module._frame_matrices(entries[block])
-            x_m = _to_frame(frames, x1[block], module._in_scatter, rotated[block])
+            x_m = _to_frame(frames, x1[block], module._in_order, rotated[block])
             y_m = _maps(module, x_m, w)
             _from_frame(frames, y_m, module._out_gather, out[block])
         ctx.module, ctx.size = module, size
@@ -169,8 +174,8 @@ class _SO2Edges(torch.autograd.Function):
             x_m, g = x_rotated[block], grad[block]
             frames = module._frame_matrices(entries[block])
             if g_m is None or g_m.shape[0] != g.shape[0]:
-                g_m = g.new_empty(g.shape[0], len(module._out_positions), g.shape[2])
-            _to_frame(frames, g, module._out_scatter, g_m)
+                g_m = g.new_empty(g.shape[0], module.dim_out, g.shape[2])
+            _to_frame(frames, g, module._out_order, g_m)
             gw = None
             if grad_w is not None:
                 gw = torch.empty(x_m.shape[0], *weight.shape[1:], dtype=w.dtype,

@@ -127,12 +127,12 @@ class SO2Product(EquivariantProduct):
         inverse = torch.full((self.dim1,), len(rows))  # rows no map reads: the zero row
         inverse[torch.tensor(rows)] = torch.arange(len(rows))
         self.register_buffer("_m_major_inverse", inverse, persistent=False)
-        # for the hand-written kernel: where each degree's rows go in m-major order (rows
-        # no map uses get their own spare rows past the used ones) and where they are read
+        # for the hand-written kernel: all rows of x (of the output) in m-major order, the
+        # rows no map uses (reaches) last, so that a gather is a permutation
         in_positions = _spare_rows(inverse, len(rows))
         out_positions = _spare_rows(order, self._out_rows_m)
-        self.register_buffer("_in_positions", in_positions, persistent=False)
-        self.register_buffer("_out_positions", out_positions, persistent=False)
+        self.register_buffer("_in_order", torch.argsort(in_positions), persistent=False)
+        self.register_buffer("_out_order", torch.argsort(out_positions), persistent=False)
         tilt_table, pole_table = _frame_tables(lmax)
         self.register_table("_tilt_table", tilt_table)
         self.register_table("_pole_table", pole_table)
@@ -144,14 +144,14 @@ class SO2Product(EquivariantProduct):
 
     def cpu_batch_chunk(self, x1: Tensor) -> int:
         """Edges per block on CPU: :attr:`chunk_size` if set; else the power of two
-        between 128 and 1024 whose weights and features take about 8 MiB (measured at
-        C = 32, 10,000 edges: 1024 best at L = 2-3, 256-512 at L = 4-6, 128 at L = 8; the
-        whole batch at once is 1.2-1.5x slower at L = 2-4)."""
+        between 64 and 1024 whose weights and features take about 8 MiB (measured at
+        10,000 edges, C = 32: 1024 best at L = 2-3, 256-512 at L = 4-6, 128 at L = 8, and
+        64 at L = 8, C = 64; the whole batch at once is 1.2-1.5x slower at L = 2-4)."""
         if self.chunk_size is not None:
             return self.chunk_size
         per_edge = (self.num_weights + self.dim1 + self.dim_out) * x1.shape[-1]
         fit = (8 << 20) // max(per_edge * x1.element_size(), 1)
-        return max(128, min(1024, 1 << max(fit.bit_length() - 1, 0)))
+        return max(64, min(1024, 1 << max(fit.bit_length() - 1, 0)))
 
     def _plain_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         self._check_harmonics(x2)
@@ -197,16 +197,8 @@ class SO2Product(EquivariantProduct):
         return rows + partners
 
     @property
-    def _in_scatter(self) -> list[Tensor]:
-        return _by_degree(self._in_positions, self.lmax1)
-
-    @property
     def _in_gather(self) -> list[Tensor]:
         return _by_degree(self._m_major_inverse, self.lmax1)
-
-    @property
-    def _out_scatter(self) -> list[Tensor]:
-        return _by_degree(self._out_positions, self.lmax_out)
 
     @property
     def _out_gather(self) -> list[Tensor]:
