@@ -273,10 +273,42 @@ def test_vesin_gives_the_cell_lists_edges_in_the_same_order(case):
     assert _same(expected, radius_graph(pos, 4.0, **kwargs))  # "auto" picks either
 
 
+@pytest.mark.parametrize(
+    "case", ["open", "loop", "nearest", "batched", "2-D", "many pairs", "ties at r"]
+)
+def test_scipy_gives_the_cell_lists_edges_in_the_same_order(case, monkeypatch):
+    """cKDTree's half list, mirrored and ordered (by a key sort, or as a sparse matrix for
+    ``many pairs``), against the torch cell list; pairs at exactly ``r`` are left out."""
+    gen = torch.Generator().manual_seed(2)
+    pos = torch.rand(3000, 3, generator=gen, dtype=torch.float64) * 31
+    kwargs = {
+        "open": {}, "loop": {"loop": True}, "nearest": {"max_num_neighbors": 7},
+        "batched": {"batch": (torch.arange(3000) >= 1200).long()}, "2-D": {},
+        "many pairs": {"loop": True}, "ties at r": {},
+    }[case]  # fmt: skip
+    if case == "2-D":
+        pos = pos[:, :2]
+    if case == "many pairs":  # the sparse-matrix route: keys that do not fit int32
+        monkeypatch.setattr(radius_module, "KEY_SORT_MAX_PAIRS", 10)
+        pos = torch.cat([pos, torch.full((47000, 3), 1e6, dtype=torch.float64) +
+                         torch.arange(47000, dtype=torch.float64)[:, None] * 10])  # fmt: skip
+    if case == "ties at r":  # a cubic lattice with spacing r: no edges at all
+        grid = torch.arange(8, dtype=torch.float64)
+        pos = torch.cartesian_prod(grid, grid, grid) * 4.0
+    expected = radius_graph(pos, 4.0, backend="torch", **kwargs)
+    got = radius_graph(pos, 4.0, backend="scipy", **kwargs)
+    assert _same(expected, got)
+    assert _same(expected, radius_graph(pos, 4.0, **kwargs))  # "auto"
+    if case == "ties at r":
+        assert got.shape[1] == 0
+
+
 def test_backend_errors():
     pos = torch.rand(10, 3)
     with pytest.raises(ValueError, match="backend must be one of"):
         radius_graph(pos, 1.0, backend="kdtree")
+    with pytest.raises(ValueError, match="backend='scipy' searches open systems only"):
+        radius_graph(pos, 1.0, cell=torch.eye(3) * 5, backend="scipy")
     if not radius_module.WITH_VESIN:
         with pytest.raises(ImportError, match="pip install vesin"):
             radius_graph(pos, 1.0, backend="vesin")
