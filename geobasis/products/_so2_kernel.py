@@ -40,27 +40,39 @@ from torch import Tensor
 
 from geobasis._chunked import differentiable_gradients
 
-__all__ = ["so2_edges"]
+__all__ = ["so2_edges", "rotate"]
 
 
-def _to_frame(frames: list[Tensor], x: Tensor, order: Tensor, out: Tensor) -> Tensor:
-    """``T_l^T x_l`` for each degree of ``x [B, (L+1)**2, C]``, its rows put in the order
-    ``order`` (m-major) as ``out [B, (L+1)**2, C]`` (one concatenation and one gather:
-    faster than a scatter per degree; measured)."""
-    blocks = x.split([2 * l + 1 for l in range(_degrees(x))], dim=1)
-    parts = [torch.bmm(frames[l].transpose(1, 2), block) for l, block in enumerate(blocks)]
-    return torch.index_select(torch.cat(parts, dim=1), 1, order, out=out)
+def rotate(frames: list[Tensor], groups: list[tuple[int, int]], x: Tensor, to_frame: bool,
+           ) -> Tensor:  # fmt: skip
+    """``x [B, D, C]`` rotated block by block (``groups``: component ranges, cut at ``D``):
+    ``T^T x`` into the edge frame (``to_frame``), ``T x`` back."""
+    parts = []
+    for frame, (start, stop) in zip(frames, groups, strict=True):
+        if start >= x.shape[1]:
+            break
+        size = min(stop, x.shape[1]) - start
+        frame = frame[:, :size, :size]
+        parts.append(torch.bmm(frame.transpose(1, 2) if to_frame else frame,
+                               x[:, start : start + size]))  # fmt: skip
+    return torch.cat(parts, dim=1)
 
 
-def _degrees(x: Tensor) -> int:
-    """Number of degrees of ``x [B, (L+1)**2, C]``."""
-    return round(x.shape[1] ** 0.5)
+def _to_frame(module, frames: list[Tensor], x: Tensor, order: Tensor, out: Tensor) -> Tensor:
+    """``T^T x`` for ``x [B, D, C]``, its rows put in the order ``order`` (m-major) as
+    ``out [B, D, C]`` (one concatenation and one gather: faster than a scatter per
+    degree; measured)."""
+    rotated = rotate(frames, module._groups, x, to_frame=True)
+    return torch.index_select(rotated, 1, order, out=out)
 
 
 def _from_frame(frames: list[Tensor], x: Tensor, gathers: list[Tensor], out: Tensor) -> Tensor:
-    """``T_l x_l``, with ``x_l`` the rows ``gathers[l]`` of ``x [B, R, C]`` (m-major), as
-    ``out [B, (L+1)**2, C]`` (degree-major)."""
-    parts = [torch.bmm(frames[l], x.index_select(1, rows)) for l, rows in enumerate(gathers)]
+    """``T x``, with the block of rows ``gathers[g]`` of ``x [B, R, C]`` (m-major) per
+    rotation block, as ``out [B, D, C]`` (degree-major)."""
+    parts = []
+    for frame, rows in zip(frames, gathers, strict=False):
+        size = rows.shape[0]
+        parts.append(torch.bmm(frame[:, :size, :size], x.index_select(1, rows)))
     return torch.cat(parts, dim=1, out=out)
 
 
@@ -144,7 +156,7 @@ class _SO2Edges(torch.autograd.Function):
             w = weight if weight.shape[0] == 1 else weight[block]
             entries[block] = module._entries_from_angles(beta[block], alpha[block])
             frames = module._frame_matrices(entries[block])
-            x_m = _to_frame(frames, x1[block], module._in_order, rotated[block])
+            x_m = _to_frame(module, frames, x1[block], module._in_order, rotated[block])
             y_m = _maps(module, x_m, w)
             _from_frame(frames, y_m, module._out_gather, out[block])
         ctx.module, ctx.size = module, size
@@ -175,7 +187,7 @@ class _SO2Edges(torch.autograd.Function):
             frames = module._frame_matrices(entries[block])
             if g_m is None or g_m.shape[0] != g.shape[0]:
                 g_m = g.new_empty(g.shape[0], module.dim_out, g.shape[2])
-            _to_frame(frames, g, module._out_order, g_m)
+            _to_frame(module, frames, g, module._out_order, g_m)
             gw = None
             if grad_w is not None:
                 gw = torch.empty(x_m.shape[0], *weight.shape[1:], dtype=w.dtype,
@@ -197,18 +209,20 @@ class _SO2Edges(torch.autograd.Function):
 
 
 def _frames_grad(module, x1, x_m, weight, grad, grad_x_frame) -> Tensor:
-    r""":math:`\partial L / \partial T_l = x_l (\partial L / \partial \tilde x_l)^\top +
-    g_l \tilde y_l^\top`, flattened like :meth:`SO2Product._frame_entries`."""
+    r""":math:`\partial L / \partial T = x (\partial L / \partial \tilde x)^\top +
+    g \tilde y^\top` per rotation block, flattened like
+    :meth:`SO2Product._frame_entries` (entries between different degrees get gradients
+    too; the constant zeros of the tables drop them)."""
     y_frame = _maps(module, x_m, weight).index_select(1, module._order)
-    lmax = max(module.lmax1, module.lmax_out)
     parts = []
-    for l in range(lmax + 1):
-        part = 0
-        rows = slice(l * l, (l + 1) ** 2)
-        if l <= module.lmax1:
-            part = torch.bmm(x1[:, rows], grad_x_frame[:, rows].transpose(1, 2))
-        if l <= module.lmax_out:
-            part = part + torch.bmm(grad[:, rows], y_frame[:, rows].transpose(1, 2))
+    for start, stop in module._groups:
+        size = stop - start
+        part = x1.new_zeros(x1.shape[0], size, size)
+        for left, right in ((x1, grad_x_frame), (grad, y_frame)):
+            k = min(stop, left.shape[1]) - start
+            if k > 0:
+                rows = slice(start, start + k)
+                part[:, :k, :k] += torch.bmm(left[:, rows], right[:, rows].transpose(1, 2))
         parts.append(part.flatten(1))
     return torch.cat(parts, dim=1)
 
