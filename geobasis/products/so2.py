@@ -30,7 +30,9 @@ polar axis :math:`Z` are diagonal in :math:`\pm m` pairs and the tilt goes throu
 constant matrix :math:`J = D(Q)` per degree, :math:`Q \hat y = \hat x`.  Every entry is
 linear in :math:`(\cos k\beta, \sin k\beta)` times :math:`\cos |m|\alpha` or
 :math:`\sin |m|\alpha`, so all degrees come from two small matrix products with constant
-tables (no per-edge ``matrix_exp``): :math:`O(L^3)` per edge.  Applying it and the SO(2)
+tables (no per-edge ``matrix_exp``): :math:`O(L^3)` per edge.  Degrees 0-4 share one
+dense block-diagonal matrix (one batched matrix product beats five small ones).  Applying
+it and the SO(2)
 maps costs :math:`O(L^3)` per edge and channel, against the CG product's :math:`O(L^5)`.
 Forward and backward are written out (:mod:`geobasis.products._so2_kernel`), in blocks of
 edges on CPU; second derivatives differentiate the plain form.
