@@ -31,6 +31,7 @@ Reference: Allen & Tildesley, "Computer Simulation of Liquids" (1987), linked ce
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -454,7 +455,7 @@ def _compiled_pairs(
     pair once without (open systems)."""
     points = pos.detach().to(torch.float64).numpy()
     # open systems: each pair once (half the search); the caller adds the other direction
-    search = _half_pairs(r) if engine == "scipy" else _vesin_search(r, with_shifts)
+    search = _KDTreeHalfPairs(r) if engine == "scipy" else _vesin_search(r, with_shifts)
     sources, targets, shifts = [], [], []
     for g in range(num_graphs):
         members = (graph == g).nonzero().flatten() if num_graphs > 1 else None
@@ -481,7 +482,7 @@ def _compiled_pairs(
     return src, tgt, shift
 
 
-class _half_pairs:
+class _KDTreeHalfPairs:
     """cKDTree's pairs at distance below ``r`` (float64), each once, with vesin's
     ``compute`` signature for open systems."""
 
@@ -500,14 +501,20 @@ class _half_pairs:
 def _vesin_search(r: float, full_list: bool):
     """vesin's ``NeighborList`` with ``torch.get_num_threads()`` threads (where this
     version of vesin takes a thread count; by default it takes every core)."""
+    from vesin import NeighborList
+
+    threads = {"n_threads": torch.get_num_threads()} if _vesin_takes_threads() else {}
+    return NeighborList(cutoff=r, full_list=full_list, **threads)
+
+
+@functools.lru_cache(maxsize=1)
+def _vesin_takes_threads() -> bool:
+    """Whether the installed vesin's ``NeighborList`` has ``n_threads`` (probed once)."""
     import inspect
 
     from vesin import NeighborList
 
-    threads = {}
-    if "n_threads" in inspect.signature(NeighborList.__init__).parameters:
-        threads["n_threads"] = torch.get_num_threads()
-    return NeighborList(cutoff=r, full_list=full_list, **threads)
+    return "n_threads" in inspect.signature(NeighborList.__init__).parameters
 
 
 def _both_ways_sorted(src: Tensor, tgt: Tensor, n: int, loop: bool) -> Tensor:

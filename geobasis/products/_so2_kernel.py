@@ -83,6 +83,15 @@ def _turned(x: Tensor) -> Tensor:
     return torch.stack((-x[:, 1], x[:, 0]), dim=1)
 
 
+def _per_m(module, x_m: Tensor, y_m: Tensor):
+    """Per order ``m``: ``(x, y, n_in, n_out, W1 rows, W2 rows)`` with ``x [B, sides, n_in,
+    C]`` and ``y [B, sides, n_out, C]`` views of the m-major ``x_m`` and ``y_m``."""
+    for m, (i0, i1), (o0, o1), n_in, n_out, w1, w2 in module._kernel_blocks:
+        sides = 2 if m else 1
+        x = x_m[:, i0:i1].unflatten(1, (sides, n_in))
+        yield x, y_m[:, o0:o1].unflatten(1, (sides, n_out)), n_in, n_out, w1, w2
+
+
 def _maps(module, x_m: Tensor, weight: Tensor) -> Tensor:
     """The per-m maps on ``x_m [B, R, C]`` (m-major rows) -> ``[B, Doutm + 1, C]``
     (m-major, last row zero).  Each is one broadcast multiply ``[B, 2, n_out, n_in, C]``
@@ -91,10 +100,7 @@ def _maps(module, x_m: Tensor, weight: Tensor) -> Tensor:
     measured)."""
     out = x_m.new_empty(x_m.shape[0], module._out_rows_m + 1, x_m.shape[2])
     out[:, -1] = 0
-    for m, (i0, i1), (o0, o1), n_in, n_out, w1, w2 in module._kernel_blocks:
-        sides = 2 if m else 1
-        x = x_m[:, i0:i1].unflatten(1, (sides, n_in))
-        y = out[:, o0:o1].unflatten(1, (sides, n_out))
+    for x, y, n_in, n_out, w1, w2 in _per_m(module, x_m, out):
         first = True
         for rows, source in ((w1, x), (w2, None if w2 is None else _turned(x))):
             if rows is None:
@@ -117,11 +123,10 @@ def _maps_backward(module, x_m: Tensor, weight: Tensor, g_m: Tensor, grad_weight
     if need_x:
         grad_x = x_m.new_empty(x_m.shape[0], module._in_rows_m + 1, x_m.shape[2])
         grad_x[:, -1] = 0
-    for m, (i0, i1), (o0, o1), n_in, n_out, w1, w2 in module._kernel_blocks:
-        sides = 2 if m else 1
-        x = x_m[:, i0:i1].unflatten(1, (sides, n_in))
-        g = g_m[:, o0:o1].unflatten(1, (sides, n_out))
-        gx = None if grad_x is None else grad_x[:, i0:i1].unflatten(1, (sides, n_in))
+    views = _per_m(module, x_m, g_m)
+    gradients = _per_m(module, grad_x, g_m) if grad_x is not None else None
+    for x, g, n_in, n_out, w1, w2 in views:
+        gx = None if gradients is None else next(gradients)[0]
         first = True
         for rows, kind in ((w1, 1), (w2, 2)):
             if rows is None:
@@ -130,7 +135,7 @@ def _maps_backward(module, x_m: Tensor, weight: Tensor, g_m: Tensor, grad_weight
                 source = x if kind == 1 else _turned(x)
                 gw = grad_weight[:, rows[0] : rows[1]].unflatten(1, (n_out, n_in))
                 torch.mul(g[:, 0, :, None], source[:, 0, None], out=gw)
-                if sides == 2:
+                if g.shape[1] == 2:
                     gw.addcmul_(g[:, 1, :, None], source[:, 1, None])
             if gx is None:
                 continue
@@ -149,7 +154,7 @@ def _maps_backward(module, x_m: Tensor, weight: Tensor, g_m: Tensor, grad_weight
 class _SO2Edges(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x1, direction, weight, module, size):  # noqa: D102
-        beta, alpha = module._frame_angles(direction)
+        beta, alpha = module._angle_features(direction)
         entries = beta.new_empty(beta.shape[0], module._tilt_table.shape[1] // 2)
         rotated = x1.new_empty(x1.shape[0], module.dim1, x1.shape[2])
         out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])

@@ -112,6 +112,7 @@ class SO2Product(EquivariantProduct):
         self._kernel_blocks = _kernel_blocks(self._blocks)
         self._in_rows_m = self._kernel_blocks[-1][1][1]  # rows of x and y the maps use
         self._out_rows_m = self._kernel_blocks[-1][2][1]
+        self._groups = frame_groups(max(lmax1, lmax_out))  # rotation blocks (components)
         self._init_weights(len(self.slots))
         self.build_tables((lmax1, lmax_out, paths), self._build_tables)
 
@@ -184,9 +185,9 @@ class SO2Product(EquivariantProduct):
         :math:`\sin |m|\alpha`, so both are one matrix product of those ``2L+1`` numbers
         per edge with a constant table (:func:`_frame_tables`) for every degree at once,
         then one multiply-add.  O(L^3) per edge, independent of the channels."""
-        return self._entries_from_angles(*self._frame_angles(direction))
+        return self._entries_from_angles(*self._angle_features(direction))
 
-    def _frame_angles(self, direction: Tensor) -> tuple[Tensor, Tensor]:
+    def _angle_features(self, direction: Tensor) -> tuple[Tensor, Tensor]:
         """``(cos kβ, sin kβ)`` as ``[B, 2L+1]`` and ``(cos kα, sin kα)`` as ``[B, 2L+2]``
         (:func:`_frame_angles`)."""
         lmax = max(self.lmax1, self.lmax_out)
@@ -197,10 +198,6 @@ class SO2Product(EquivariantProduct):
         both = (beta @ self._tilt_table) * (alpha @ self._pole_table)  # [B, 2Q]
         rows, partners = both.chunk(2, dim=1)
         return rows + partners
-
-    @property
-    def _groups(self) -> list[tuple[int, int]]:
-        return frame_groups(max(self.lmax1, self.lmax_out))
 
     @property
     def _in_gather(self) -> list[Tensor]:
