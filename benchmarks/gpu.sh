@@ -11,13 +11,15 @@
 # .cue/cue.tar.xz (28 MB; the wheels themselves are 74 MB, over the device tool's 64 MiB):
 # make it with `bash benchmarks/gpu_wheels.sh` and carry `.cue`.  Without it the
 # cuEquivariance column is skipped with a note.  Results go to $OUT when set (the device
-# tool brings that folder back), else to benchmarks/results/gpu/.
+# tool brings that folder back), else to benchmarks/results/gpu/ (a dry run: $TMPDIR).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 DRY=""
 if [[ "${1:-}" == "--dry-run" ]]; then DRY="--dry-run"; fi
-OUTDIR="${OUT:-benchmarks/results/gpu}"
+# a dry run never overwrites the committed GPU results
+if [[ -n "$DRY" ]]; then OUTDIR="${OUT:-${TMPDIR:-/tmp}/geobasis_gpu_dry_run}"
+else OUTDIR="${OUT:-benchmarks/results/gpu}"; fi
 mkdir -p "$OUTDIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [[ -z "$DRY" && -f .cue/cue.tar.xz ]]; then
