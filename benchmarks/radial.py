@@ -49,6 +49,17 @@ def pyg_spherical_bessel(lmax: int, num_basis: int):
     return evaluate
 
 
+def gradient_call(fn, values: torch.Tensor):
+    """``fn(values)`` and its gradient to ``values`` for an all-ones output gradient."""
+    leaf = values.detach().clone().requires_grad_(True)
+    ones = torch.ones_like(fn(leaf))
+
+    def run():
+        torch.autograd.grad(fn(leaf), leaf, ones)
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edges", type=int, default=100_000)
@@ -104,12 +115,19 @@ def main() -> None:
         t_ours = median_time(f_ours)
         with torch.no_grad():
             t_theirs = median_time(f_theirs)
+        # forward + backward to the distances (how the models call them, for forces)
+        g_ours = gradient_call(ours, r)
+        g_theirs = gradient_call(theirs, r if kind == "bessel" else x)
+        t_ours_grad, t_theirs_grad = median_time(g_ours), median_time(g_theirs)
         rows.append(
             {
                 "basis": name,
                 "geobasis ms": t_ours * 1e3,
                 "PyG ms": t_theirs * 1e3,
                 "speed-up": t_theirs / t_ours,
+                "geobasis fwd+bwd ms": t_ours_grad * 1e3,
+                "PyG fwd+bwd ms": t_theirs_grad * 1e3,
+                "speed-up fwd+bwd": t_theirs_grad / t_ours_grad,
                 "geobasis max rel. error (f32)": err_ours,
                 "PyG max rel. error (f32)": err_theirs,
             }
@@ -123,11 +141,15 @@ def main() -> None:
         "geobasis ms",
         "PyG ms",
         "speed-up",
+        "geobasis fwd+bwd ms",
+        "PyG fwd+bwd ms",
+        "speed-up fwd+bwd",
         "geobasis max rel. error (f32)",
         "PyG max rel. error (f32)",
     ]
     notes = (
-        f"{args.edges:,} distances in [0, 5) Å, float32, {args.threads} thread(s); speed-up = PyG / geobasis. "
+        f"{args.edges:,} distances in [0, 5) Å, float32, {args.threads} thread(s); speed-up = PyG / geobasis "
+        "(forward alone, and forward + backward to the distances). "
         "Errors: largest relative error over x = r/c in [1e-6, 1] (away from the zeros of j_l) of float32 values "
         "against the same function in float64 (SciPy for geobasis; PyG's own SymPy formulas for PyG)."
     )
