@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 import torch
-from _common import median_time, write_results
+from _common import median_time, paired_median_times, write_results
 from scipy.special import spherical_jn
 from tqdm import tqdm
 
@@ -112,13 +112,12 @@ def main() -> None:
             with torch.no_grad():
                 pyg64 = theirs(torch.from_numpy(x_exact)).numpy()
             err_theirs = float(np.max(np.abs(pyg - pyg64)[mask] / np.abs(pyg64)[mask]))
-        t_ours = median_time(f_ours)
         with torch.no_grad():
-            t_theirs = median_time(f_theirs)
+            t_ours, t_theirs = paired_median_times(f_ours, f_theirs, repeats=21)
         # forward + backward to the distances (how the models call them, for forces)
         g_ours = gradient_call(ours, r)
         g_theirs = gradient_call(theirs, r if kind == "bessel" else x)
-        t_ours_grad, t_theirs_grad = median_time(g_ours), median_time(g_theirs)
+        t_ours_grad, t_theirs_grad = paired_median_times(g_ours, g_theirs, repeats=21)
         rows.append(
             {
                 "basis": name,

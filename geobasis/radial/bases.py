@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from geobasis._chunked import block_rows
+from geobasis._chunked import block_rows, differentiable_gradients
 from geobasis.radial.special import spherical_jn
 
 __all__ = [
@@ -110,10 +110,10 @@ class BesselBasis(nn.Module):
         theta = r * (math.pi / self.cutoff)
         twice_cos = 2 * torch.cos(theta)
         scale = (self.prefactor * math.pi / self.cutoff) * _sinc(theta)
-        rows = [torch.ones_like(theta), twice_cos]
+        rows = [scale, twice_cos * scale]  # the recurrence is linear: scaled from the start
         for _ in range(self.num_basis - 2):
             rows.append(twice_cos * rows[-1] - rows[-2])
-        return torch.stack(rows[: self.num_basis], -1) * scale.unsqueeze(-1)
+        return torch.stack(rows[: self.num_basis], -1)
 
     def extra_repr(self) -> str:
         return f"num_basis={self.num_basis}, cutoff={self.cutoff}"
@@ -221,6 +221,34 @@ def _chebyshev_rows(s: Tensor, degree: int) -> Tensor:
     return rows
 
 
+def _powers(x: Tensor, count: int) -> Tensor:
+    """``[E, count]``: :math:`x^0, \\dots, x^{count-1}` by a cumulative product (no autograd
+    through it: ``_weight`` builds differentiable powers)."""
+    columns = x.unsqueeze(-1).repeat(1, count)
+    columns[:, 0] = 1
+    return torch.cumprod(columns, -1)
+
+
+class _ChebyshevTable(torch.autograd.Function):
+    """The table form with a written-out backward (two GEMMs with the same Chebyshev rows,
+    no autograd graph over the recurrence); second derivatives differentiate the plain
+    form (:func:`~geobasis._chunked.differentiable_gradients`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, basis: SphericalBesselBasis, dtype: torch.dtype) -> Tensor:  # noqa: D102
+        ctx.basis, ctx.dtype = basis, dtype
+        ctx.save_for_backward(x)
+        return basis._table_blocks(x, dtype)  # autograd is off in here: rows in place
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            plain = lambda t: ctx.basis._table(t).to(ctx.dtype)  # noqa: E731
+            return differentiable_gradients(plain, (x,), (True,), grad)[0], None, None
+        return ctx.basis._table_gradient(x, grad), None, None
+
+
 class SphericalBesselBasis(nn.Module):
     r"""Spherical Bessel basis :math:`\sqrt{2/c^3}\ j_l(z_{ln} r / c) / |j_{l+1}(z_{ln})|`.
 
@@ -266,6 +294,9 @@ class SphericalBesselBasis(nn.Module):
         coefficients, betas = _chebyshev_table(lmax, num_basis)
         self.register_buffer("coefficients", torch.from_numpy(coefficients * norm.reshape(1, -1)))
         self.register_buffer("betas", torch.from_numpy(betas))
+        # d/ds of the series, as Chebyshev coefficients (degree D - 2)
+        slope = np.polynomial.chebyshev.chebder(coefficients * norm.reshape(1, -1), axis=0)
+        self.register_buffer("derivative", torch.from_numpy(slope))
         self.register_buffer("degrees", torch.arange(lmax + 1, dtype=torch.float64))
 
     def _recurrence(self, x: Tensor) -> Tensor:
@@ -281,23 +312,65 @@ class SphericalBesselBasis(nn.Module):
 
     def _weight(self, x: Tensor) -> Tensor:
         """``[E, lmax+1]``: :math:`x^l e^{-\\beta_l x^2}`."""
-        decay = (x * x).unsqueeze(-1) * self.betas
+        decay = torch.exp(-(x * x).unsqueeze(-1) * self.betas)
         if torch.is_grad_enabled() and x.requires_grad:
             # products, not pow or log: every derivative stays finite at x = 0
             powers = [torch.ones_like(x)]
             for _ in range(self.lmax):
                 powers.append(powers[-1] * x)
-            return torch.stack(powers, -1) * torch.exp(-decay)
-        # one exp (cheaper than pow); xlogy gives 0 * log 0 = 0 at l = 0
-        weight = torch.exp(torch.xlogy(self.degrees, x.abs().unsqueeze(-1)) - decay)
-        odd = self.degrees.remainder(2) == 1
-        return torch.where(odd & (x.unsqueeze(-1) < 0), -weight, weight)
+            return torch.stack(powers, -1) * decay
+        return _powers(x, self.lmax + 1) * decay
 
-    def _recurrence(self, x: Tensor) -> Tensor:
-        """``[..., lmax+1, N]`` in float64 from ``x = r/c`` (float64)."""
-        x = x.unsqueeze(-1)
-        orders = [spherical_jn(l, x * self.roots[l]) for l in range(self.lmax + 1)]
-        return torch.stack(orders, dim=-2) * self.norm
+    def _weight_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``[E, lmax+1]`` twice (no autograd): :math:`w = x^l e^{-\\beta_l x^2}` and
+        :math:`w' = (l x^{l-1} - 2\\beta_l x^{l+1})\\, e^{-\\beta_l x^2}`."""
+        decay = torch.exp(-(x * x).unsqueeze(-1) * self.betas)
+        powers = _powers(x, self.lmax + 2)  # x^0 .. x^(lmax+1)
+        below = torch.cat([powers[:, :1], powers[:, : self.lmax]], -1)  # l = 0: times l = 0
+        weight = powers[:, : self.lmax + 1] * decay
+        slope = (self.degrees * below - 2 * self.betas * powers[:, 1:]) * decay
+        return weight, slope
+
+    def _table(self, x: Tensor) -> Tensor:
+        """``[E, lmax+1, N]`` float64 by the table (``|x| <= 1``); differentiable when
+        gradients are on (the plain form :class:`_ChebyshevTable` falls back to)."""
+        return self._series(2 * x * x - 1) * self._weight(x).unsqueeze(-1)
+
+    def _table_gradient(self, x: Tensor, grad: Tensor) -> Tensor:
+        """``[E]``: the gradient to ``x`` of the table form, block by block."""
+        out = torch.empty_like(x)
+        for lo, hi in self._blocks(x):
+            out[lo:hi] = self._block_gradient(x[lo:hi], grad[lo:hi].to(torch.float64))
+        return out
+
+    def _block_gradient(self, x: Tensor, grad: Tensor) -> Tensor:
+        r"""``[E]``: :math:`\\sum_{ln} g_{ln}\\, \\partial_x f_{ln}`, with
+        :math:`f = w(x) P(s)`, :math:`s = 2x^2 - 1`: :math:`\\partial_x f = w' P + 4x\\, w P'`,
+        :math:`P'` from the same Chebyshev rows and the derivative table."""
+        s = 2 * x * x - 1
+        rows = _chebyshev_rows(s, self.coefficients.shape[0])  # [D, E]
+        shape = (-1, self.lmax + 1, self.num_basis)
+        series = (rows.t() @ self.coefficients).view(shape)
+        slope = (rows[: self.derivative.shape[0]].t() @ self.derivative).view(shape)
+        along_series = (grad * series).sum(-1)  # [E, lmax+1]
+        along_slope = (grad * slope).sum(-1)
+        weight, weight_slope = self._weight_and_derivative(x)
+        return (along_series * weight_slope).sum(-1) + 4 * x * (along_slope * weight).sum(-1)
+
+    def _blocks(self, x: Tensor) -> list[tuple[int, int]]:
+        """Ranges of distances whose float64 work stays in the CPU's cache (fresh 10-20 MB
+        temporaries cost page faults); one block on a GPU unless memory requires more."""
+        width = self.coefficients.shape[0] + 2 * self.coefficients.shape[1]
+        size = block_rows(x.shape[0], 8 * width, x.device, max(1024, (1 << 19) // width))
+        return [(lo, min(lo + size, x.shape[0])) for lo in range(0, x.shape[0], size)]
+
+    def _table_blocks(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """``[E, lmax+1, N]`` in ``dtype`` by the table, block by block (no autograd)."""
+        s, weight = 2 * x * x - 1, self._weight(x)
+        out = torch.empty(x.shape[0], self.lmax + 1, self.num_basis, dtype=dtype, device=x.device)
+        for lo, hi in self._blocks(x):
+            out[lo:hi] = self._series(s[lo:hi]).mul_(weight[lo:hi].unsqueeze(-1))
+        return out
 
     def forward(self, r: Tensor) -> Tensor:
         x = r.to(torch.float64).reshape(-1) / self.cutoff
@@ -306,22 +379,12 @@ class SphericalBesselBasis(nn.Module):
             return self._recurrence(x).to(r.dtype).view(shape)
         outside = x.abs() > 1  # the table is a fit on |x| <= 1: the recurrence there
         inside = torch.where(outside, torch.zeros_like(x), x)
-        s, weight = 2 * inside * inside - 1, self._weight(inside)
         if torch.is_grad_enabled() and x.requires_grad:
-            out = self._series(s) * weight.unsqueeze(-1)
-            if outside.any():
-                out = torch.where(outside[:, None, None], self._recurrence(x), out)
-            return out.to(r.dtype).view(shape)
-        # without autograd: blocks of distances whose float64 work stays in the CPU's
-        # cache (fresh 10-20 MB temporaries cost page faults); one block on a GPU
-        width = self.coefficients.shape[0] + 2 * self.coefficients.shape[1]
-        size = block_rows(x.shape[0], 8 * width, x.device, max(1024, (1 << 19) // width))
-        out = r.new_empty(x.shape[0], self.lmax + 1, self.num_basis)
-        for lo in range(0, x.shape[0], size):
-            hi = lo + size
-            out[lo:hi] = self._series(s[lo:hi]).mul_(weight[lo:hi].unsqueeze(-1))
+            out = _ChebyshevTable.apply(inside, self, r.dtype)
+        else:
+            out = self._table_blocks(inside, r.dtype)
         if outside.any():
-            out[outside] = self._recurrence(x[outside]).to(out.dtype)
+            out = torch.where(outside[:, None, None], self._recurrence(x).to(r.dtype), out)
         return out.view(shape)
 
     def extra_repr(self) -> str:

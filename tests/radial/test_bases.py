@@ -294,3 +294,14 @@ def test_bessel_basis_chebyshev_form_equals_the_sines_everywhere():
     with torch.no_grad():
         trainable.frequencies.copy_(n * math.pi / c)
     assert torch.allclose(trainable(r), basis(r), rtol=1e-10, atol=1e-12)
+
+
+def test_spherical_bessel_written_out_backward_equals_autograd_of_the_plain_form():
+    basis = SphericalBesselBasis(6, 5, 2.0)
+    r = torch.cat([torch.tensor([0.0, -0.7, 1e-5, 2.0]), torch.rand(200) * 2]).double()
+    grad = torch.randn(r.shape[0], 7, 5, dtype=torch.float64)
+    leaf = r.clone().requires_grad_(True)
+    (written,) = torch.autograd.grad(basis(leaf), leaf, grad)  # _ChebyshevTable.backward
+    x = (r / 2.0).requires_grad_(True)
+    (plain,) = torch.autograd.grad(basis._table(x), x, grad)  # autograd over the recurrence
+    assert torch.allclose(written, plain / 2.0, rtol=1e-10, atol=1e-12 * plain.abs().max())
