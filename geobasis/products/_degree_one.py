@@ -36,29 +36,54 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return out.addcmul_(a[:, 2:3], b[:, 2:3])
 
 
+def _accumulate(out: Tensor, parts: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """``out = sum(a * b for a, b in parts)`` in place: the first product written straight
+    into ``out`` (no zero fill), the others added with ``addcmul_``."""
+    if not parts:
+        return out.zero_()
+    torch.mul(*parts[0], out=out)
+    for a, b in parts[1:]:
+        out.addcmul_(a, b)
+    return out
+
+
+def _channel_sum(parts: list[tuple[Tensor, Tensor]], work: Tensor) -> Tensor:
+    """``sum_c sum(a * b for a, b in parts)``: ``[B, K, C]`` products -> ``[B, K]``,
+    accumulated in ``work [B, K, C]`` and reduced once."""
+    return _accumulate(work, parts).sum(2)
+
+
 class _DegreeOneProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x1, x2, weight, pairs, plain, dim_out):  # noqa: D102
-        ctx.save_for_backward(x1, x2, weight)
         constants = dict(pairs)
-        ctx.constants, ctx.plain = constants, plain
+        # the path constants folded into the weights once: [B, P, C]
+        scaled = weight * weight.new_tensor(list(constants.values())).unsqueeze(-1)
+        w = {path: scaled[:, k : k + 1] for k, path in enumerate(constants)}  # [B, 1, C]
         s1, v1 = x1[:, :1], x1[:, 1:4]
         s2, v2 = x2[:, :1, None], x2[:, 1:4, None]
-        w = dict(zip(constants, weight.unbind(1), strict=True))  # path -> [B, C]
-        out = x1.new_zeros(x1.shape[0], dim_out, x1.shape[2])
+        dot = _dot(v1, v2) if (1, 1, 0) in w else None  # [B, 1, C], kept for backward
+        out = x1.new_empty(x1.shape[0], dim_out, x1.shape[2])
+        scalar = []
         if (0, 0, 0) in w:
-            out[:, :1] += (w[(0, 0, 0)][:, None] * constants[(0, 0, 0)]) * (s1 * s2)
-        if (1, 1, 0) in w:
-            out[:, :1].addcmul_(w[(1, 1, 0)][:, None] * constants[(1, 1, 0)], _dot(v1, v2))
-        if (0, 1, 1) in w:
-            out[:, 1:].addcmul_(v2, (w[(0, 1, 1)][:, None] * constants[(0, 1, 1)]) * s1)
-        if (1, 0, 1) in w:
-            out[:, 1:].addcmul_(v1, (w[(1, 0, 1)][:, None] * constants[(1, 0, 1)]) * s2)
+            scalar.append((w[(0, 0, 0)] * s2, s1))
+        if dot is not None:
+            scalar.append((w[(1, 1, 0)], dot))
+        _accumulate(out[:, :1], scalar)
+        if dim_out > 1:
+            vector = []
+            if (0, 1, 1) in w:
+                vector.append((v2, w[(0, 1, 1)] * s1))
+            if (1, 0, 1) in w:
+                vector.append((v1, w[(1, 0, 1)] * s2))
+            _accumulate(out[:, 1:], vector)
+        ctx.save_for_backward(x1, x2, weight, scaled, dot)
+        ctx.constants, ctx.plain = constants, plain
         return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        x1, x2, weight = ctx.saved_tensors
+        x1, x2, weight, scaled, dot = ctx.saved_tensors
         constants = ctx.constants
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain form
@@ -67,39 +92,43 @@ class _DegreeOneProduct(torch.autograd.Function):
         s1, v1 = x1[:, :1], x1[:, 1:4]
         s2, v2 = x2[:, :1, None], x2[:, 1:4, None]
         g0, g1 = grad[:, :1], grad[:, 1:4]
-        w = {p: weight[:, k : k + 1] * c for k, (p, c) in enumerate(constants.items())}
-        g_x1, g_s2, g_v2 = torch.zeros_like(x1), x2.new_zeros(x2.shape[0], 1), None
-        g_w = torch.empty_like(weight)
-        for k, path in enumerate(constants):
-            c = constants[path]
-            if path == (0, 0, 0):
-                torch.mul(g0, s1 * s2, out=g_w[:, k : k + 1]).mul_(c)
-                g_x1[:, :1].addcmul_(g0 * s2, w[path])
-                g_s2 += (g0 * s1 * w[path]).sum(2)
-            elif path == (1, 1, 0):
-                torch.mul(g0, _dot(v1, v2), out=g_w[:, k : k + 1]).mul_(c)
-                scaled = g0 * w[path]  # [B, 1, C]
-                g_x1[:, 1:].addcmul_(v2, scaled)
-                part = (v1 * scaled).sum(2)  # [B, 3]
-                g_v2 = part if g_v2 is None else g_v2 + part
-            elif path == (0, 1, 1):
-                g1_v2 = _dot(g1, v2)
-                torch.mul(g1_v2, s1, out=g_w[:, k : k + 1]).mul_(c)
-                g_x1[:, :1].addcmul_(g1_v2, w[path])
-                part = (g1 * (s1 * w[path])).sum(2)
-                g_v2 = part if g_v2 is None else g_v2 + part
-            else:  # (1, 0, 1)
-                g1_v1 = _dot(g1, v1)
-                torch.mul(g1_v1, s2, out=g_w[:, k : k + 1]).mul_(c)
-                g_x1[:, 1:].addcmul_(g1, s2 * w[path])
-                g_s2 += (g1_v1 * w[path]).sum(2)
+        w = {path: scaled[:, k : k + 1] for k, path in enumerate(constants)}
+        g_w = torch.empty_like(weight)  # d/d(scaled weight), times the constants at the end
+        slot = {path: g_w[:, k : k + 1] for k, path in enumerate(constants)}
+        g_s1, g_v1, g_s2, g_v2 = [], [], [], []  # parts of the input gradients
+        if (0, 0, 0) in w:  # y0 += w s2 s1
+            g0_s1 = g0 * s1
+            torch.mul(g0_s1, s2, out=slot[(0, 0, 0)])
+            g_s1.append((g0, w[(0, 0, 0)] * s2))
+            g_s2.append((g0_s1, w[(0, 0, 0)]))
+        if (1, 1, 0) in w:  # y0 += w (v1 . v2)
+            torch.mul(g0, dot, out=slot[(1, 1, 0)])
+            g0_w = g0 * w[(1, 1, 0)]
+            g_v1.append((v2, g0_w))
+            g_v2.append((v1, g0_w))
+        if (0, 1, 1) in w:  # y1 += v2 (w s1)
+            g1_v2 = _dot(g1, v2)
+            torch.mul(g1_v2, s1, out=slot[(0, 1, 1)])
+            g_s1.append((g1_v2, w[(0, 1, 1)]))
+            g_v2.append((g1, w[(0, 1, 1)] * s1))
+        if (1, 0, 1) in w:  # y1 += v1 (w s2)
+            g1_v1 = _dot(g1, v1)
+            torch.mul(g1_v1, s2, out=slot[(1, 0, 1)])
+            g_v1.append((g1, w[(1, 0, 1)] * s2))
+            g_s2.append((g1_v1, w[(1, 0, 1)]))
+        g_w.mul_(weight.new_tensor(list(constants.values())).unsqueeze(-1))
+        g_x1 = None
+        if needs[0]:
+            g_x1 = x1.new_empty(x1.shape)
+            _accumulate(g_x1[:, :1], g_s1)
+            _accumulate(g_x1[:, 1:], g_v1)
         g_x2 = None
         if needs[1]:
-            g_x2 = torch.zeros_like(x2)
-            g_x2[:, :1] = g_s2
-            if g_v2 is not None:
-                g_x2[:, 1:4] = g_v2
-        return (g_x1 if needs[0] else None), g_x2, (g_w if needs[2] else None), None, None, None
+            g_x2 = x2.new_empty(x2.shape)
+            g_x2[:, :1] = _channel_sum(g_s2, grad.new_empty(grad.shape[0], 1, grad.shape[2]))
+            if x2.shape[1] > 1:
+                g_x2[:, 1:4] = _channel_sum(g_v2, grad.new_empty(grad.shape[0], 3, grad.shape[2]))
+        return g_x1, g_x2, (g_w if needs[2] else None), None, None, None
 
 
 def degree_one_product(
