@@ -305,3 +305,17 @@ def test_spherical_bessel_written_out_backward_equals_autograd_of_the_plain_form
     x = (r / 2.0).requires_grad_(True)
     (plain,) = torch.autograd.grad(basis._table(x), x, grad)  # autograd over the recurrence
     assert torch.allclose(written, plain / 2.0, rtol=1e-10, atol=1e-12 * plain.abs().max())
+
+
+def test_spherical_bessel_auto_method_checks_the_table():
+    """The table verifies itself at construction; "auto" takes it only within
+    TABLE_TOLERANCE (to lmax = num_basis = 16), else the exact recurrence, and its values
+    then equal the recurrence's; "chebyshev" forces the table."""
+    small = SphericalBesselBasis(8, 8, 5.0)
+    assert small.method == "chebyshev" and small.table_error < small.TABLE_TOLERANCE
+    large = SphericalBesselBasis(24, 24, 5.0)
+    assert large.method == "recurrence" and large.table_error > large.TABLE_TOLERANCE
+    r = torch.rand(50, dtype=torch.float64) * 5
+    exact = SphericalBesselBasis(24, 24, 5.0, method="recurrence")
+    assert torch.equal(large(r), exact(r))
+    assert SphericalBesselBasis(24, 24, 5.0, method="chebyshev").method == "chebyshev"
