@@ -9,9 +9,11 @@ normalisation), for ``x1 = (s_1, \vec v_1)`` per channel and ``x2 = (s_2, \vec v
     y_0 = c_{000}\, w_{000}\, s_1 s_2 + c_{110}\, w_{110}\, \vec v_1 \cdot \vec v_2, \qquad
     \vec y_1 = c_{011}\, w_{011}\, s_1 \vec v_2 + c_{101}\, w_{101}\, s_2 \vec v_1 .
 
-Forward and backward are a dozen elementwise operations and batched dot products over
-``[B, 1 or 3, C]``, with the constants as Python numbers (no table on the device) and
-no autograd graph.  A second derivative (forces trained through
+Forward and backward are about 11 and 30 elementwise operations over ``[B, 1 or 3, C]``
+and no autograd graph: the constants scale the weights in one pass (a ``P``-vector made
+per call), shared factors are computed once, outputs and gradients are written in place
+(no zero fill), and each per-edge gradient of ``x2`` is one accumulated temporary and one
+sum over channels.  A second derivative (forces trained through
 the product) differentiates the plain form, which the caller passes in.
 """
 
