@@ -379,6 +379,7 @@ def main() -> None:
     for count in edges if "radial" in args.sections else []:
         guarded(result["radial"], "radial",
                 lambda: radial_rows(count, device, repeats), deadline)  # fmt: skip
+        save()
     save()
     try:
         plot(result, args.out / "gpu.png")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -23,8 +24,10 @@ from tqdm import tqdm
 from geobasis.radial import BesselBasis, PolynomialEnvelope, SphericalBesselBasis
 
 
+@lru_cache(maxsize=8)
 def pyg_spherical_bessel(lmax: int, num_basis: int):
-    """PyG's radial functions of ``SphericalBasisLayer`` (SymPy closed forms)."""
+    """PyG's radial functions of ``SphericalBasisLayer`` (SymPy closed forms; building
+    them takes SymPy tens of seconds at lmax 8, so they are cached)."""
     import sympy as sym
     from torch_geometric.nn.models.dimenet_utils import bessel_basis
 
