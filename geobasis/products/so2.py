@@ -113,6 +113,7 @@ class SO2Product(EquivariantProduct):
         self._in_rows_m = self._kernel_blocks[-1][1][1]  # rows of x and y the maps use
         self._out_rows_m = self._kernel_blocks[-1][2][1]
         self._groups = frame_groups(max(lmax1, lmax_out))  # rotation blocks (components)
+        self._folded = len(self._groups) == 1  # one dense T: orders folded in (_so2_kernel)
         self._init_weights(len(self.slots))
         self.build_tables((lmax1, lmax_out, paths), self._build_tables)
 
@@ -139,6 +140,10 @@ class SO2Product(EquivariantProduct):
         tilt_table, pole_table = _frame_tables(lmax)
         self.register_table("_tilt_table", tilt_table)
         self.register_table("_pole_table", pole_table)
+        if len(frame_groups(lmax)) == 1:  # the kernel's T[:, in order] and T[:, out order]
+            columns = _folded_columns(self._in_order, self._out_order, (lmax + 1) ** 2)
+            self.register_table("_kernel_tilt", _select_entries(tilt_table, columns))
+            self.register_table("_kernel_pole", _select_entries(pole_table, columns))
 
     # ------------------------------------------------------------------ forward
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
@@ -194,10 +199,19 @@ class SO2Product(EquivariantProduct):
         (cos_a, sin_a), (cos_b, sin_b) = _frame_angles(direction, lmax)
         return torch.cat([cos_b, sin_b[:, 1:]], dim=1), torch.cat([cos_a, sin_a], dim=1)
 
-    def _entries_from_angles(self, beta: Tensor, alpha: Tensor) -> Tensor:
-        both = (beta @ self._tilt_table) * (alpha @ self._pole_table)  # [B, 2Q]
+    def _entries_from_angles(self, beta: Tensor, alpha: Tensor, kernel: bool = False) -> Tensor:
+        """:meth:`_frame_entries` from :meth:`_angle_features`; ``kernel``: in the layout of
+        the hand-written kernel (with :attr:`_folded`, :func:`_folded_columns`)."""
+        folded = kernel and self._folded
+        tilt = self._kernel_tilt if folded else self._tilt_table
+        pole = self._kernel_pole if folded else self._pole_table
+        both = (beta @ tilt) * (alpha @ pole)  # [B, 2Q]
         rows, partners = both.chunk(2, dim=1)
         return rows + partners
+
+    def _kernel_entries(self, direction: Tensor) -> Tensor:
+        """:meth:`_frame_entries` in the kernel's layout."""
+        return self._entries_from_angles(*self._angle_features(direction), kernel=True)
 
     @property
     def _in_gather(self) -> list[Tensor]:
@@ -386,6 +400,26 @@ def _grouped(table: Tensor, lmax: int) -> Tensor:
     out[:, position] = table[:, :half]
     out[:, offset + position] = table[:, half:]
     return out
+
+
+def _folded_columns(in_order: Tensor, out_order: Tensor, dim: int) -> Tensor:
+    """Entries of the dense ``T [dim, dim]`` (flattened) that make ``T[:D1, :D1][:, in_order]``
+    and, unless it is the same matrix, ``T[:Dout, :Dout][:, out_order]`` (flattened, one
+    after the other): the columns of the kernel's folded frames."""
+
+    def picked(order: Tensor) -> Tensor:
+        rows = torch.arange(order.shape[0])
+        return (rows[:, None] * dim + order[None, :]).reshape(-1)
+
+    if torch.equal(in_order, out_order):
+        return picked(in_order)
+    return torch.cat([picked(in_order), picked(out_order)])
+
+
+def _select_entries(table: Tensor, columns: Tensor) -> Tensor:
+    """The entry columns ``columns`` of both halves (rows, partners) of a frame table."""
+    half = table.shape[1] // 2
+    return torch.cat([table[:, columns], table[:, half + columns]], dim=1)
 
 
 def _spare_rows(positions: Tensor, used: int) -> Tensor:

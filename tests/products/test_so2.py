@@ -111,7 +111,9 @@ def test_blocks_of_edges_give_the_same_values_and_gradients():
     assert SO2Product(8, 8, 8, 64).batch_chunk(torch.empty(1000, 81, 64)) == 64
 
 
-@pytest.mark.parametrize("lmax1,lmax_out,paths", [(3, 2, "all"), (2, 4, "odd"), (4, 4, "even")])
+@pytest.mark.parametrize(
+    "lmax1,lmax_out,paths", [(3, 2, "all"), (2, 4, "odd"), (4, 4, "even"), (6, 5, "all")]
+)
 @pytest.mark.parametrize("mode", ["external", "internal"])
 def test_hand_written_backward_equals_autograd_of_the_plain_form(lmax1, lmax_out, paths, mode):
     """The blocked forward/backward (``forward``) against autograd of ``plain``, for
