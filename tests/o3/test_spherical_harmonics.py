@@ -221,3 +221,22 @@ def test_float32_cpu_table_is_padded_and_gives_the_float64_values_and_gradients(
         assert y32.shape == (500, dim) and y32.is_contiguous()
         assert torch.allclose(y32.double(), y64, atol=1e-6)
         assert torch.allclose(g32.double(), g64, atol=1e-4 * float(g64.abs().max()))
+
+
+@pytest.mark.parametrize("lmax", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_results_do_not_share_scratch_memory(lmax, dtype):
+    """Monomials and padded outputs live in reused buffers: a second call (values and
+    gradients) must leave the first call's results untouched."""
+    g = torch.Generator().manual_seed(3)
+    a, b = (torch.randn(50, 3, generator=g, dtype=dtype) for _ in range(2))
+    first = spherical_harmonics(lmax, a)
+    expected = first.clone()
+    leaf = a.clone().requires_grad_()
+    y = spherical_harmonics(lmax, leaf)
+    spherical_harmonics(lmax, b)  # overwrites the scratch buffers
+    y.backward(torch.ones_like(y))
+    reference = a.clone().requires_grad_()
+    spherical_harmonics(lmax, reference).backward(torch.ones_like(y))
+    assert torch.equal(first, expected)
+    assert torch.equal(leaf.grad, reference.grad)
