@@ -5,7 +5,7 @@ import threading
 import torch
 
 from geobasis import _workspace
-from geobasis._workspace import scratch
+from geobasis._workspace import release, scratch
 
 
 def test_reuses_one_buffer_per_name_and_grows_it():
@@ -42,3 +42,13 @@ def test_inference_mode_and_threads_get_their_own_buffers():
     thread.start()
     thread.join()
     assert pointers[0] != outside.data_ptr()
+
+
+def test_release_frees_this_threads_buffers():
+    like = torch.empty(0)
+    scratch("test release", (1000,), like)
+    assert ("test release", like.dtype, False) in _workspace._local.buffers
+    release()
+    assert not _workspace._local.__dict__.get("buffers")
+    assert scratch("test release", (10,), like).shape == (10,)  # made again on request
+    assert ("test release", like.dtype, False) in _workspace._local.buffers
