@@ -10,9 +10,9 @@ normalisation), for ``x1 = (s_1, \vec v_1)`` per channel and ``x2 = (s_2, \vec v
     \vec y_1 = c_{011}\, w_{011}\, s_1 \vec v_2 + c_{101}\, w_{101}\, s_2 \vec v_1 .
 
 Forward and backward are about 11 and 30 elementwise operations over ``[B, 1 or 3, C]``
-and no autograd graph: the constants scale the weights in one pass (a ``P``-vector made
-per call), shared factors are computed once, outputs and gradients are written in place
-(no zero fill), and each per-edge gradient of ``x2`` is one accumulated temporary and one
+and no autograd graph: the constants scale the weights in one pass (the module's ``P``-vector
+table, built once), shared factors are computed once, outputs and gradients are written in
+place (no zero fill), and each per-edge gradient of ``x2`` is one accumulated temporary and one
 sum over channels.  A second derivative (forces trained through
 the product) differentiates the plain form, which the caller passes in.
 """
@@ -57,10 +57,10 @@ def _channel_sum(parts: list[tuple[Tensor, Tensor]], work: Tensor) -> Tensor:
 
 class _DegreeOneProduct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x1, x2, weight, pairs, plain, dim_out):  # noqa: D102
+    def forward(ctx, x1, x2, weight, scale, pairs, plain, dim_out):  # noqa: D102
         constants = dict(pairs)
-        # the path constants folded into the weights once: [B, P, C]
-        scaled = weight * weight.new_tensor(list(constants.values())).unsqueeze(-1)
+        scale = scale.to(weight.dtype).unsqueeze(-1)  # [P, 1]: the module's constant table
+        scaled = weight * scale  # the path constants folded into the weights once: [B, P, C]
         w = {path: scaled[:, k : k + 1] for k, path in enumerate(constants)}  # [B, 1, C]
         s1, v1 = x1[:, :1], x1[:, 1:4]
         s2, v2 = x2[:, :1, None], x2[:, 1:4, None]
@@ -79,18 +79,18 @@ class _DegreeOneProduct(torch.autograd.Function):
             if (1, 0, 1) in w:
                 vector.append((v1, w[(1, 0, 1)] * s2))
             _accumulate(out[:, 1:], vector)
-        ctx.save_for_backward(x1, x2, weight, scaled, dot)
+        ctx.save_for_backward(x1, x2, weight, scaled, dot, scale)
         ctx.constants, ctx.plain = constants, plain
         return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        x1, x2, weight, scaled, dot = ctx.saved_tensors
+        x1, x2, weight, scaled, dot, scale = ctx.saved_tensors
         constants = ctx.constants
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain form
             grads = differentiable_gradients(ctx.plain, (x1, x2, weight), needs, grad)
-            return *grads, None, None, None
+            return *grads, None, None, None, None
         s1, v1 = x1[:, :1], x1[:, 1:4]
         s2, v2 = x2[:, :1, None], x2[:, 1:4, None]
         g0, g1 = grad[:, :1], grad[:, 1:4]
@@ -118,7 +118,7 @@ class _DegreeOneProduct(torch.autograd.Function):
             torch.mul(g1_v1, s2, out=slot[(1, 0, 1)])
             g_v1.append((g1, w[(1, 0, 1)] * s2))
             g_s2.append((g1_v1, w[(1, 0, 1)]))
-        g_w.mul_(weight.new_tensor(list(constants.values())).unsqueeze(-1))
+        g_w.mul_(scale)
         g_x1 = None
         if needs[0]:
             g_x1 = x1.new_empty(x1.shape)
@@ -130,7 +130,7 @@ class _DegreeOneProduct(torch.autograd.Function):
             g_x2[:, :1] = _channel_sum(g_s2, grad.new_empty(grad.shape[0], 1, grad.shape[2]))
             if x2.shape[1] > 1:
                 g_x2[:, 1:4] = _channel_sum(g_v2, grad.new_empty(grad.shape[0], 3, grad.shape[2]))
-        return g_x1, g_x2, (g_w if needs[2] else None), None, None, None
+        return g_x1, g_x2, (g_w if needs[2] else None), None, None, None, None
 
 
 def degree_one_product(
@@ -138,14 +138,15 @@ def degree_one_product(
     x2: Tensor,
     weight: Tensor,
     constants: dict[tuple[int, int, int], float],
+    scale: Tensor,
     plain: Callable[[Tensor, Tensor, Tensor], Tensor],
     dim_out: int,
 ) -> Tensor:
     """``x1 [B, 4, C]`` (degrees 0, 1), ``x2 [B, 4]``, per-edge ``weight [B, P, C]`` in the
     order of ``constants`` (path -> constant; paths (0, 0, 0), (0, 1, 1), (1, 0, 1) and
-    (1, 1, 0), any subset) ->
+    (1, 1, 0), any subset; ``scale [P]``: the same constants as a tensor on the device) ->
     ``[B, dim_out, C]`` (``dim_out`` 1 or 4).  ``plain(x1, x2, weight)``: the same product
     in differentiable operations (for second derivatives)."""
     # (path, constant) pairs, not a dict: autograd tooling records the arguments
     pairs = tuple(constants.items())
-    return _DegreeOneProduct.apply(x1, x2, weight, pairs, plain, dim_out)
+    return _DegreeOneProduct.apply(x1, x2, weight, scale, pairs, plain, dim_out)

@@ -304,9 +304,8 @@ class ClebschGordanProduct(EquivariantProduct):
             if constants is None:  # read once: no device sync per call
                 values = self._degree_one_coefficients.tolist()
                 constants = self._degree_one_floats = dict(zip(self.paths, values, strict=True))
-            return degree_one_product(
-                x1, x2, weight, constants, self._degree_one_plain, self.dim_out
-            )
+            return degree_one_product(x1, x2, weight, constants, self._degree_one_coefficients,
+                                      self._degree_one_plain, self.dim_out)  # fmt: skip
         return self._degree_one_plain(x1, x2, weight)
 
     def _degree_one_plain(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:

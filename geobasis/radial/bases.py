@@ -415,8 +415,9 @@ class SphericalBesselBasis(nn.Module):
             out = _ChebyshevTable.apply(inside, self, r.dtype)
         else:
             out = self._table_blocks(inside, r.dtype)
-        if outside.any():
-            out = torch.where(outside[:, None, None], self._recurrence(x).to(r.dtype), out)
+        if outside.any():  # the recurrence for those distances only
+            where = outside.nonzero().squeeze(1)
+            out = out.index_put((where,), self._recurrence(x[where]).to(r.dtype))
         return out.view(shape)
 
     def extra_repr(self) -> str:
