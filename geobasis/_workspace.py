@@ -16,13 +16,16 @@ lmax 3 keep 16 MB); :func:`release` frees this thread's.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 import threading
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_BYTES", "scratch", "release"]
+__all__ = ["MAX_BYTES", "scratch", "release", "large_empty"]
 
 #: Largest scratch buffer kept, in bytes; bigger requests are plain allocations.
 MAX_BYTES = 64 << 20
@@ -50,3 +53,47 @@ def scratch(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
 def release() -> None:
     """Free this thread's scratch buffers (they are made again on the next request)."""
     _local.__dict__.pop("buffers", None)
+
+
+#: Fresh CPU tensors from this size on are advised onto transparent huge pages.
+HUGE_BYTES = 8 << 20
+_HUGE_PAGE = 2 << 20
+_MADV_HUGEPAGE = 14  # Linux
+
+
+def _huge_page_advice():
+    """``madvise`` from the C library when Linux gives huge pages on advice only
+    (``transparent_hugepage/enabled`` is ``[madvise]``), else ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        if "[madvise]" not in mode:
+            return None
+        advise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    advise.argtypes, advise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return advise
+
+
+_ADVISE = _huge_page_advice()
+
+
+def large_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    r"""An uninitialised ``shape`` tensor like ``like`` that the caller fills once and
+    returns (a gradient, an output): on Linux, from :data:`HUGE_BYTES` on, its memory is
+    advised onto 2 MiB transparent huge pages before it is touched, so that writing it
+    costs one page fault per 2 MiB instead of one per 4 KiB (a fresh 365 MB weight
+    gradient: about 0.2 s of faults on the development machine, most of the SO(2)
+    product's backward at L = 8).  Elsewhere, and where the system gives huge pages
+    always or never, a plain ``new_empty``."""
+    out = like.new_empty(shape)
+    size = out.numel() * out.element_size()
+    if _ADVISE is None or like.device.type != "cpu" or size < HUGE_BYTES:
+        return out
+    start = -(-out.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
+    stop = (out.data_ptr() + size) // _HUGE_PAGE * _HUGE_PAGE
+    if stop > start:
+        _ADVISE(start, stop - start, _MADV_HUGEPAGE)
+    return out

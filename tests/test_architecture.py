@@ -9,12 +9,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "geobasis"
 
 # lower number = lower layer; a module imports only from its own layer or below
 LAYERS = {
-    "_tracing": 0, "_chunked": 0, "_workspace": 0, "typing": 0, "serialization": 0,
+    "_tracing": 0, "_chunked": 0, "_workspace": 0, "_native": 0, "typing": 0, "serialization": 0,
     "o3": 1, "radial": 2, "graph": 2,
     "products": 3, "frames": 3, "pe": 3,
     "nn": 4, "data": 5, "train": 6, "calculators": 6, "testing": 7, "cli": 8,
 }  # fmt: skip
-SHARED_PRIVATE = {"_tracing", "_chunked", "_workspace"}  # root helpers every subpackage may use
+# root helpers every subpackage may use
+SHARED_PRIVATE = {"_tracing", "_chunked", "_workspace", "_native"}
 MAX_FUNCTION_LINES = 80
 FLAT_TABLES: set[str] = set()  # functions allowed to be longer: flat tables only
 

@@ -52,3 +52,22 @@ def test_release_frees_this_threads_buffers():
     assert not _workspace._local.__dict__.get("buffers")
     assert scratch("test release", (10,), like).shape == (10,)  # made again on request
     assert ("test release", like.dtype, False) in _workspace._local.buffers
+
+
+def test_large_empty_advises_only_whole_huge_pages_inside_the_tensor(monkeypatch):
+    calls = []
+    monkeypatch.setattr(_workspace, "_ADVISE", lambda start, length, advice: calls.append(
+        (start, length, advice)))  # fmt: skip
+    monkeypatch.setattr(_workspace, "HUGE_BYTES", 1 << 20)
+    like = torch.empty(0, dtype=torch.float64)
+    small = _workspace.large_empty((1000,), like)
+    assert small.shape == (1000,) and small.dtype == torch.float64 and not calls
+    big = _workspace.large_empty((3, 1 << 20), like)  # 24 MiB
+    assert big.shape == (3, 1 << 20) and big.is_contiguous()
+    ((start, length, advice),) = calls
+    page = 2 << 20
+    first, end = big.data_ptr(), big.data_ptr() + big.numel() * 8
+    assert start % page == 0 and length % page == 0 and advice == 14
+    assert first <= start < first + page and end - page < start + length <= end
+    big.fill_(1.5)  # the memory is the tensor's and writable
+    assert big.sum().item() == 1.5 * big.numel()

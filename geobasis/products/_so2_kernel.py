@@ -46,6 +46,8 @@ import torch
 from torch import Tensor
 
 from geobasis._chunked import differentiable_gradients
+from geobasis._workspace import large_empty
+from geobasis.products import _so2_maps_native as native
 
 __all__ = ["so2_edges", "rotate"]
 
@@ -169,6 +171,9 @@ def _maps(module, x_m: Tensor, weight: Tensor) -> Tensor:
     measured)."""
     out = x_m.new_empty(x_m.shape[0], module._out_rows_m + 1, x_m.shape[2])
     out[:, -1] = 0
+    if native.usable(x_m):
+        native.forward(module._native_blocks, x_m, weight, out)
+        return out
     for x, y, n_in, n_out, w1, w2 in _per_m(module, x_m, out):
         first = True
         for rows, source in ((w1, x), (w2, None if w2 is None else _turned(x))):
@@ -184,14 +189,21 @@ def _maps(module, x_m: Tensor, weight: Tensor) -> Tensor:
 
 
 def _maps_backward(module, x_m: Tensor, weight: Tensor, g_m: Tensor, grad_weight: Tensor | None,
-                   need_x: bool) -> Tensor | None:  # fmt: skip
-    """Gradients of :func:`_maps`: writes ``grad_weight [B, S, C]`` (per edge; ``None``:
-    not wanted) and returns the gradient of the first ``Dm`` rows of ``x_m`` with a zero
-    row appended, ``[B, Dm + 1, C]`` (or ``None``)."""
+                   need_x: bool, shared: bool) -> Tensor | None:  # fmt: skip
+    """Gradients of :func:`_maps`: writes ``grad_weight`` (``[B, S, C]`` per edge, or the
+    ``[1, S, C]`` sum over edges added to it with ``shared`` weights; ``None``: not wanted)
+    and returns the gradient of the first ``Dm`` rows of ``x_m`` with a zero row appended,
+    ``[B, Dm + 1, C]`` (or ``None``)."""
     grad_x = None
     if need_x:
         grad_x = x_m.new_empty(x_m.shape[0], module._in_rows_m + 1, x_m.shape[2])
         grad_x[:, -1] = 0
+    if native.usable(x_m):
+        native.backward(module._native_blocks, x_m, weight, g_m, grad_x, grad_weight, shared)
+        return grad_x
+    total = grad_weight
+    if shared and grad_weight is not None:  # per edge first, summed at the end
+        grad_weight = grad_weight.new_empty(x_m.shape[0], *grad_weight.shape[1:])
     views = _per_m(module, x_m, g_m)
     gradients = _per_m(module, grad_x, g_m) if grad_x is not None else None
     for x, g, n_in, n_out, w1, w2 in views:
@@ -217,6 +229,8 @@ def _maps_backward(module, x_m: Tensor, weight: Tensor, g_m: Tensor, grad_weight
             else:
                 gx += product.sum(2)
             first = False
+    if shared and total is not None:
+        total += grad_weight.sum(0, keepdim=True)
     return grad_x
 
 
@@ -225,12 +239,12 @@ class _SO2Edges(torch.autograd.Function):
     def forward(ctx, x1, direction, weight, module, size):  # noqa: D102
         beta, alpha = module._angle_features(direction)
         tilt = module._kernel_tilt if module._folded else module._tilt_table
-        entries = beta.new_empty(beta.shape[0], tilt.shape[1] // 2)
+        entries = large_empty((beta.shape[0], tilt.shape[1] // 2), beta)
         # the rotated x is kept for backward, except with folded frames: one batched
         # product per block, redone in backward instead of a stored copy (0.97-1.2x; measured)
         keep = not module._folded
         rotated = _rotated_buffer(x1, module.dim1, None if keep else size)
-        out = x1.new_empty(x1.shape[0], module.dim_out, x1.shape[2])
+        out = large_empty((x1.shape[0], module.dim_out, x1.shape[2]), x1)
         for start in range(0, x1.shape[0], size):
             block = slice(start, start + size)
             w = weight if weight.shape[0] == 1 else weight[block]
@@ -253,11 +267,11 @@ class _SO2Edges(torch.autograd.Function):
                                              grad)  # fmt: skip
             return *grads, None, None
         shared = weight.shape[0] == 1 and x1.shape[0] > 1
-        grad_x1 = torch.empty_like(x1) if needs[0] else None
-        grad_frames = torch.empty_like(entries) if needs[1] else None
+        grad_x1 = large_empty(x1.shape, x1) if needs[0] else None
+        grad_frames = large_empty(entries.shape, entries) if needs[1] else None
         grad_w = None
         if needs[2]:
-            grad_w = torch.zeros_like(weight) if shared else torch.empty_like(weight)
+            grad_w = torch.zeros_like(weight) if shared else large_empty(weight.shape, weight)
         need_x = needs[0] or needs[1]
         g_m, scratch = (
             None,
@@ -275,13 +289,8 @@ class _SO2Edges(torch.autograd.Function):
             if g_m is None or g_m.shape[0] != g.shape[0]:
                 g_m = g.new_empty(g.shape[0], module.dim_out, g.shape[2])
             frames.into(g, g_m, "out")
-            gw = None
-            if grad_w is not None:
-                gw = torch.empty(x_m.shape[0], *weight.shape[1:], dtype=w.dtype,
-                                 device=w.device) if shared else grad_w[block]  # fmt: skip
-            gx_m = _maps_backward(module, x_m, w, g_m, gw, need_x)
-            if shared and gw is not None:
-                grad_w += gw.sum(0, keepdim=True)
+            gw = grad_w if grad_w is None or shared else grad_w[block]
+            gx_m = _maps_backward(module, x_m, w, g_m, gw, need_x, shared)
             if needs[0]:
                 frames.back(gx_m, grad_x1[block], "in")
             if needs[1]:
@@ -298,7 +307,7 @@ class _SO2Edges(torch.autograd.Function):
 def _rotated_buffer(x1: Tensor, rows: int, size: int | None) -> Tensor:
     """``[E, rows, C]`` for the rotated ``x1 [E, D1, C]``, or one block of ``size`` edges."""
     edges = x1.shape[0] if size is None else min(size, x1.shape[0])
-    return x1.new_empty(edges, rows, x1.shape[2])
+    return large_empty((edges, rows, x1.shape[2]), x1)
 
 
 def so2_edges(module, x1: Tensor, direction: Tensor, weight: Tensor, size: int) -> Tensor:

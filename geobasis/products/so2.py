@@ -61,6 +61,7 @@ from geobasis.o3 import clebsch_gordan, matrix_z, wigner_D
 from geobasis.o3.layout import degree_slice
 from geobasis.products._base import EquivariantProduct
 from geobasis.products._so2_kernel import rotate, so2_edges
+from geobasis.products._so2_maps_native import block_table
 
 __all__ = ["SO2Product"]
 
@@ -110,6 +111,7 @@ class SO2Product(EquivariantProduct):
         self._input_sizes = [len(b[1]) for b in self._blocks for _ in range(2 if b[0] else 1)]
         self._weight_sizes = [r[1] - r[0] for b in self._blocks for r in b[4:6] if r is not None]
         self._kernel_blocks = _kernel_blocks(self._blocks)
+        self._native_blocks = block_table(self._kernel_blocks)  # CPU, for _so2_maps.c
         self._in_rows_m = self._kernel_blocks[-1][1][1]  # rows of x and y the maps use
         self._out_rows_m = self._kernel_blocks[-1][2][1]
         self._groups = frame_groups(max(lmax1, lmax_out))  # rotation blocks (components)

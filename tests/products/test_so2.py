@@ -136,3 +136,47 @@ def test_hand_written_backward_equals_autograd_of_the_plain_form(lmax1, lmax_out
         results.append([out, *grads])
     for blocked, plain in zip(*results, strict=True):
         assert (blocked - plain).abs().max() < 1e-10 * (1 + plain.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "lmax1,lmax_out,paths,mode",
+    [(3, 2, "all", "external"), (2, 4, "odd", "internal"), (6, 5, "even", "external"),
+     (4, 4, "all", "internal")],
+)  # fmt: skip
+def test_native_maps_equal_the_pytorch_form(monkeypatch, dtype, lmax1, lmax_out, paths, mode):
+    """The fused C maps (``_so2_maps.c``) against the PyTorch broadcast form: values and
+    the gradients of x1, the direction and the weights (shared ones summed over edges),
+    with the edges split between three threads."""
+    from geobasis.products import _so2_maps_native as native
+
+    if not native.usable(torch.empty(0)):
+        pytest.skip("no C compiler: the native maps are not built (the PyTorch form runs)")
+    so2 = SO2Product(lmax1, 2, lmax_out, 5, mode, paths=paths).to(dtype)
+    so2.chunk_size = 13
+    x1, vectors, _ = _inputs(lmax1, 2, edges=40, channels=5)
+    w = torch.randn(40, *so2.weight_shape, dtype=D) if mode == "external" else None
+    results = {}
+    monkeypatch.setattr(native, "_EDGES_PER_THREAD", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for form in ("native", "pytorch"):
+            if form == "pytorch":
+                monkeypatch.setattr(native, "usable", lambda x: False)
+            leaves = [t.to(dtype, copy=True).requires_grad_() for t in (x1, vectors)]
+            weight = w.to(dtype, copy=True).requires_grad_() if w is not None else None
+            sh = o3.spherical_harmonics(2, leaves[1], normalization="component")
+            out = so2(leaves[0], sh, weight)
+            (
+                out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
+            ).sum().backward()
+            grads = [leaf.grad for leaf in leaves]
+            grads.append(weight.grad if weight is not None else so2.weight.grad.clone())
+            so2.zero_grad()
+            results[form] = [out, *grads]
+    finally:
+        torch.set_num_threads(threads)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    for fused, plain in zip(results["native"], results["pytorch"], strict=True):
+        assert (fused - plain).abs().max() <= tolerance * (1 + plain.abs().max())

@@ -1,0 +1,118 @@
+"""Optional native CPU kernels: C sources shipped in the package, compiled on first use with
+the system C compiler and loaded with :mod:`ctypes`; never required.
+
+A kernel is used only where PyTorch's operations cannot fuse the work (the SO(2) product's
+per-edge maps, :mod:`geobasis.products._so2_maps_native`); every caller keeps its PyTorch
+form, which runs when no library is available, on CUDA, under ``torch.compile`` and for
+second derivatives.
+
+* :func:`library` compiles ``source`` once per machine (``cc -O3 -march=native``; without
+  ``-march=native`` if the compiler refuses it) into the cache folder
+  (``$GEOBASIS_CACHE``, else ``$XDG_CACHE_HOME/geobasis`` or ``~/.cache/geobasis``; the
+  system's temporary folder if that is not writable).  The file name carries a hash of the
+  source, the compiler, the flags and the CPU's model and features, so a cache shared
+  between machines never loads code built for another CPU.  Written to a temporary name
+  and renamed: concurrent processes never load half a file.
+* ``GEOBASIS_NATIVE=0`` turns every native kernel off.  A failed build warns once and
+  returns ``None``; the callers then use their PyTorch form.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+__all__ = ["library", "enabled"]
+
+_LOCK = threading.Lock()
+_LIBRARIES: dict[Path, ctypes.CDLL | None] = {}
+
+
+def enabled() -> bool:
+    """Whether native kernels may be used (``GEOBASIS_NATIVE`` is not ``0``)."""
+    return os.environ.get("GEOBASIS_NATIVE", "1") != "0"
+
+
+def library(source: Path) -> ctypes.CDLL | None:
+    """The compiled ``source`` (a C file) loaded with ctypes, built on first use and cached
+    on disk; ``None`` when native kernels are off or no compiler can build it."""
+    if not enabled():
+        return None
+    with _LOCK:
+        if source not in _LIBRARIES:
+            _LIBRARIES[source] = _build(source)
+        return _LIBRARIES[source]
+
+
+def _compiler() -> str | None:
+    names = [os.environ.get("CC", ""), "cc", "gcc", "clang"]
+    return next((path for name in names if name and (path := shutil.which(name))), None)
+
+
+def _cpu_signature() -> str:
+    """The CPU's model and feature flags (Linux), else what :mod:`platform` knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "".join(sorted({x for x in lines if x.startswith(("model name", "flags"))}))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def _cache_folder() -> Path:
+    base = os.environ.get("GEOBASIS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "geobasis"
+    )
+    folder = Path(base) / "native"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"geobasis-native-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def _build(source: Path) -> ctypes.CDLL | None:
+    compiler = _compiler()
+    if compiler is None:
+        return _unavailable(source, "no C compiler (cc, gcc or clang) found")
+    text = source.read_bytes()
+    for flags in (["-O3", "-march=native"], ["-O3"]):
+        key = b"\0".join([text, compiler.encode(), " ".join(flags).encode(),
+                          _cpu_signature().encode()])  # fmt: skip
+        target = _cache_folder() / f"{source.stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
+        if not target.exists():
+            partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            command = [compiler, *flags, "-std=c99", "-shared", "-fPIC", str(source),
+                       "-o", str(partial)]  # fmt: skip
+            run = subprocess.run(command, capture_output=True, text=True)
+            if run.returncode != 0:
+                partial.unlink(missing_ok=True)
+                error = run.stderr.strip().splitlines()[-1:] or ["(no message)"]
+                continue
+            os.replace(partial, target)
+        try:
+            return ctypes.CDLL(str(target))
+        except OSError as exc:
+            error = [str(exc)]
+    return _unavailable(source, f"{compiler} failed: {error[0]}")
+
+
+def _unavailable(source: Path, reason: str) -> None:
+    warnings.warn(
+        f"geobasis: native kernel {source.name} not built ({reason}); using PyTorch "
+        "operations instead (set GEOBASIS_NATIVE=0 to silence this)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return None
