@@ -1,12 +1,13 @@
 """Optional native CPU kernels: C sources shipped in the package, compiled on first use with
 the system C compiler and loaded with :mod:`ctypes`; never required.
 
-A kernel is used only where PyTorch's operations cannot fuse the work (the SO(2) product's
-per-edge maps, :mod:`geobasis.products._so2_maps_native`); every caller keeps its PyTorch
+A kernel is used only where PyTorch's operations cannot fuse the work (the SO(2) product
+edge by edge, :mod:`geobasis.products._so2_native`); every caller keeps its PyTorch
 form, which runs when no library is available, on CUDA, under ``torch.compile`` and for
 second derivatives.
 
-* :func:`library` compiles ``source`` once per machine (``cc -O3 -march=native``; without
+* :func:`library` compiles ``source`` once per machine (``cc -O3 -march=native``, the
+  compiler's default C dialect, so that multiply-adds may fuse; without
   ``-march=native`` if the compiler refuses it) into the cache folder
   (``$GEOBASIS_CACHE``, else ``$XDG_CACHE_HOME/geobasis`` or ``~/.cache/geobasis``; the
   system's temporary folder if that is not writable).  The file name carries a hash of the
@@ -33,7 +34,7 @@ from pathlib import Path
 __all__ = ["library", "enabled"]
 
 _LOCK = threading.Lock()
-_LIBRARIES: dict[Path, ctypes.CDLL | None] = {}
+_LIBRARIES: dict[tuple[Path, tuple[str, ...]], ctypes.CDLL | None] = {}
 
 
 def enabled() -> bool:
@@ -41,15 +42,17 @@ def enabled() -> bool:
     return os.environ.get("GEOBASIS_NATIVE", "1") != "0"
 
 
-def library(source: Path) -> ctypes.CDLL | None:
+def library(source: Path, defines: tuple[str, ...] = ()) -> ctypes.CDLL | None:
     """The compiled ``source`` (a C file) loaded with ctypes, built on first use and cached
-    on disk; ``None`` when native kernels are off or no compiler can build it."""
+    on disk; ``defines`` (``"NAME=value"``) are passed as ``-D`` flags, one library per
+    set.  ``None`` when native kernels are off or no compiler can build it."""
     if not enabled():
         return None
+    key = (source, tuple(defines))
     with _LOCK:
-        if source not in _LIBRARIES:
-            _LIBRARIES[source] = _build(source)
-        return _LIBRARIES[source]
+        if key not in _LIBRARIES:
+            _LIBRARIES[key] = _build(source, key[1])
+        return _LIBRARIES[key]
 
 
 def _compiler() -> str | None:
@@ -82,18 +85,19 @@ def _cache_folder() -> Path:
     return fallback
 
 
-def _build(source: Path) -> ctypes.CDLL | None:
+def _build(source: Path, defines: tuple[str, ...]) -> ctypes.CDLL | None:
     compiler = _compiler()
     if compiler is None:
         return _unavailable(source, "no C compiler (cc, gcc or clang) found")
     text = source.read_bytes()
     for flags in (["-O3", "-march=native"], ["-O3"]):
+        flags = flags + [f"-D{define}" for define in defines]
         key = b"\0".join([text, compiler.encode(), " ".join(flags).encode(),
                           _cpu_signature().encode()])  # fmt: skip
         target = _cache_folder() / f"{source.stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
         if not target.exists():
             partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            command = [compiler, *flags, "-std=c99", "-shared", "-fPIC", str(source),
+            command = [compiler, *flags, "-shared", "-fPIC", str(source),
                        "-o", str(partial)]  # fmt: skip
             run = subprocess.run(command, capture_output=True, text=True)
             if run.returncode != 0:

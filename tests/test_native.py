@@ -4,7 +4,10 @@ import pytest
 
 from geobasis import _native
 
-SOURCE = "#include <stdint.h>\nint64_t twice(int64_t x) { return 2 * x; }\n"
+SOURCE = (
+    "#include <stdint.h>\n#ifndef FACTOR\n#define FACTOR 2\n#endif\n"
+    "int64_t twice(int64_t x) { return FACTOR * x; }\n"
+)
 
 
 @pytest.fixture
@@ -35,9 +38,11 @@ def test_builds_once_caches_on_disk_and_rebuilds_when_the_source_changes(fresh, 
     assert _native.library(source).twice(4) == 8  # from the disk cache: nothing new built
     assert sorted((fresh / "cache" / "native").glob("twice-*.so")) == built
     monkeypatch.setattr(_native, "_LIBRARIES", {})
-    _source(fresh, SOURCE.replace("2 * x", "3 * x"))
+    _source(fresh, SOURCE.replace("FACTOR 2", "FACTOR 3"))
     assert _native.library(source).twice(4) == 12
     assert len(list((fresh / "cache" / "native").glob("twice-*.so"))) == 2
+    assert _native.library(source, ("FACTOR=5",)).twice(4) == 20  # one library per -D set
+    assert _native.library(source).twice(4) == 12
 
 
 def test_turned_off_by_the_environment(fresh, monkeypatch):

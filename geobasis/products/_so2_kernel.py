@@ -47,7 +47,6 @@ from torch import Tensor
 
 from geobasis._chunked import differentiable_gradients
 from geobasis._workspace import large_empty
-from geobasis.products import _so2_maps_native as native
 
 __all__ = ["so2_edges", "rotate"]
 
@@ -171,9 +170,6 @@ def _maps(module, x_m: Tensor, weight: Tensor) -> Tensor:
     measured)."""
     out = x_m.new_empty(x_m.shape[0], module._out_rows_m + 1, x_m.shape[2])
     out[:, -1] = 0
-    if native.usable(x_m):
-        native.forward(module._native_blocks, x_m, weight, out)
-        return out
     for x, y, n_in, n_out, w1, w2 in _per_m(module, x_m, out):
         first = True
         for rows, source in ((w1, x), (w2, None if w2 is None else _turned(x))):
@@ -198,9 +194,6 @@ def _maps_backward(module, x_m: Tensor, weight: Tensor, g_m: Tensor, grad_weight
     if need_x:
         grad_x = x_m.new_empty(x_m.shape[0], module._in_rows_m + 1, x_m.shape[2])
         grad_x[:, -1] = 0
-    if native.usable(x_m):
-        native.backward(module._native_blocks, x_m, weight, g_m, grad_x, grad_weight, shared)
-        return grad_x
     total = grad_weight
     if shared and grad_weight is not None:  # per edge first, summed at the end
         grad_weight = grad_weight.new_empty(x_m.shape[0], *grad_weight.shape[1:])
@@ -248,7 +241,7 @@ class _SO2Edges(torch.autograd.Function):
         for start in range(0, x1.shape[0], size):
             block = slice(start, start + size)
             w = weight if weight.shape[0] == 1 else weight[block]
-            entries[block] = module._entries_from_angles(beta[block], alpha[block], kernel=True)
+            entries[block] = module._entries_from_angles(beta[block], alpha[block], "kernel")
             frames = _frames(module, entries[block])
             x = x1[block]
             x_m = frames.into(x, rotated[block] if keep else rotated[: x.shape[0]], "in")

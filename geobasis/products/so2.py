@@ -34,8 +34,12 @@ tables (no per-edge ``matrix_exp``): :math:`O(L^3)` per edge.  Degrees 0-4 share
 dense block-diagonal matrix (one batched matrix product beats five small ones).  Applying
 it and the SO(2)
 maps costs :math:`O(L^3)` per edge and channel, against the CG product's :math:`O(L^5)`.
-Forward and backward are written out (:mod:`geobasis.products._so2_kernel`), in blocks of
-edges on CPU; second derivatives differentiate the plain form.
+Forward and backward are written out: on CPU edge by edge in C
+(:mod:`geobasis.products._so2_native`, with a C compiler; each edge's rotations are built
+from the constant terms of :math:`X_l(\beta)` and never stored, its rotated features stay
+in cache, each rotation uses only its degree's rows), elsewhere as batched PyTorch
+operations in blocks of edges (:mod:`geobasis.products._so2_kernel`); second derivatives
+differentiate the plain form.
 
 Parity: :math:`W^{(1)}` alone (``paths="even"``) is O(3)-equivariant with natural parity,
 :math:`W^{(2)}` alone (``"odd"``) gives pseudotensors, both (``"all"``) SO(3) only, as for
@@ -61,7 +65,7 @@ from geobasis.o3 import clebsch_gordan, matrix_z, wigner_D
 from geobasis.o3.layout import degree_slice
 from geobasis.products._base import EquivariantProduct
 from geobasis.products._so2_kernel import rotate, so2_edges
-from geobasis.products._so2_maps_native import block_table
+from geobasis.products._so2_native import so2_native, usable, weight_rows
 
 __all__ = ["SO2Product"]
 
@@ -111,7 +115,7 @@ class SO2Product(EquivariantProduct):
         self._input_sizes = [len(b[1]) for b in self._blocks for _ in range(2 if b[0] else 1)]
         self._weight_sizes = [r[1] - r[0] for b in self._blocks for r in b[4:6] if r is not None]
         self._kernel_blocks = _kernel_blocks(self._blocks)
-        self._native_blocks = block_table(self._kernel_blocks)  # CPU, for _so2_maps.c
+        self._native_rows = weight_rows(self._blocks, min(lmax1, lmax_out) + 1)  # CPU, for C
         self._in_rows_m = self._kernel_blocks[-1][1][1]  # rows of x and y the maps use
         self._out_rows_m = self._kernel_blocks[-1][2][1]
         self._groups = frame_groups(max(lmax1, lmax_out))  # rotation blocks (components)
@@ -139,9 +143,13 @@ class SO2Product(EquivariantProduct):
         out_positions = _spare_rows(order, self._out_rows_m)
         self.register_buffer("_in_order", torch.argsort(in_positions), persistent=False)
         self.register_buffer("_out_order", torch.argsort(out_positions), persistent=False)
-        tilt_table, pole_table = _frame_tables(lmax)
+        degree_tilt, degree_pole = _frame_tables(lmax)
+        tilt_table, pole_table = _grouped(degree_tilt, lmax), _grouped(degree_pole, lmax)
         self.register_table("_tilt_table", tilt_table)
         self.register_table("_pole_table", pole_table)
+        self.register_table("_degree_tilt", degree_tilt)  # per degree, for _so2_native
+        self.register_table("_degree_pole", degree_pole)
+        self.register_table("_tilt_terms", _tilt_terms(degree_tilt, lmax))
         if len(frame_groups(lmax)) == 1:  # the kernel's T[:, in order] and T[:, out order]
             columns = _folded_columns(self._in_order, self._out_order, (lmax + 1) ** 2)
             self.register_table("_kernel_tilt", _select_entries(tilt_table, columns))
@@ -150,6 +158,10 @@ class SO2Product(EquivariantProduct):
     # ------------------------------------------------------------------ forward
     def _product(self, x1: Tensor, x2: Tensor, weight: Tensor | None) -> Tensor:
         self._check_harmonics(x2)
+        # CPU with a C compiler: edge by edge in C (_so2_native), which reads raw memory, so
+        # only with one dtype throughout (the PyTorch kernel reports a mismatch)
+        if usable(x1) and x1.dtype == weight.dtype == self._tilt_terms.dtype:
+            return so2_native(self, x1, x2[:, 1:4], weight)
         return so2_edges(self, x1, x2[:, 1:4], weight, self.batch_chunk(x1))
 
     def cpu_batch_chunk(self, x1: Tensor) -> int:
@@ -201,19 +213,25 @@ class SO2Product(EquivariantProduct):
         (cos_a, sin_a), (cos_b, sin_b) = _frame_angles(direction, lmax)
         return torch.cat([cos_b, sin_b[:, 1:]], dim=1), torch.cat([cos_a, sin_a], dim=1)
 
-    def _entries_from_angles(self, beta: Tensor, alpha: Tensor, kernel: bool = False) -> Tensor:
-        """:meth:`_frame_entries` from :meth:`_angle_features`; ``kernel``: in the layout of
-        the hand-written kernel (with :attr:`_folded`, :func:`_folded_columns`)."""
-        folded = kernel and self._folded
-        tilt = self._kernel_tilt if folded else self._tilt_table
-        pole = self._kernel_pole if folded else self._pole_table
+    def _entries_from_angles(self, beta: Tensor, alpha: Tensor, layout: str = "grouped",
+                             ) -> Tensor:  # fmt: skip
+        """:meth:`_frame_entries` from :meth:`_angle_features`, in the ``layout``
+        ``"grouped"`` (dense blocks of :func:`frame_groups`), ``"kernel"`` (that of the
+        blocked kernel: with :attr:`_folded`, :func:`_folded_columns`) or ``"degrees"``
+        (each degree's ``[2l+1, 2l+1]`` after the other, for ``_so2_product.c``)."""
+        if layout == "degrees":
+            tilt, pole = self._degree_tilt, self._degree_pole
+        elif layout == "kernel" and self._folded:
+            tilt, pole = self._kernel_tilt, self._kernel_pole
+        else:
+            tilt, pole = self._tilt_table, self._pole_table
         both = (beta @ tilt) * (alpha @ pole)  # [B, 2Q]
         rows, partners = both.chunk(2, dim=1)
         return rows + partners
 
     def _kernel_entries(self, direction: Tensor) -> Tensor:
         """:meth:`_frame_entries` in the kernel's layout."""
-        return self._entries_from_angles(*self._angle_features(direction), kernel=True)
+        return self._entries_from_angles(*self._angle_features(direction), layout="kernel")
 
     @property
     def _in_gather(self) -> list[Tensor]:
@@ -328,6 +346,21 @@ def _blocks(slots) -> list[tuple]:
     return blocks
 
 
+def _tilt_terms(degree_tilt: Tensor, lmax: int) -> Tensor:
+    r"""``[sum_l (2l+1)^3]``: per degree ``l``, the constant matrices of
+    :math:`X_l(\beta) = \sum_k \cos k\beta\, C_{lk} + \sin k\beta\, S_{lk}`, ``C_l0 ..
+    C_ll`` then ``S_l1 .. S_ll``, each ``[2l+1, 2l+1]`` row-major, read from the
+    per-degree ``tilt`` table of :func:`_frame_tables` (for ``_so2_product.c``)."""
+    table = degree_tilt[:, : degree_tilt.shape[1] // 2]
+    terms, offset = [], 0
+    for l in range(lmax + 1):
+        size = (2 * l + 1) ** 2
+        rows = list(range(l + 1)) + list(range(lmax + 1, lmax + 1 + l))  # cos 0..l, sin 1..l
+        terms.append(table[rows, offset : offset + size].reshape(-1))
+        offset += size
+    return torch.cat(terms)
+
+
 def _frame_tables(lmax: int) -> tuple[Tensor, Tensor]:
     r"""Constants of :meth:`SO2Product._frame_entries`, over the entries ``q = (l, d, j)``
     of every degree's ``[2l+1, 2l+1]`` matrix flattened one after the other (``Q`` of
@@ -368,8 +401,7 @@ def _frame_tables(lmax: int) -> tuple[Tensor, Tensor]:
     pole = torch.zeros(2 * lmax + 2, 2 * offset, dtype=torch.float64)
     pole[m_q.abs(), q] = 1.0
     pole[lmax + 1 + m_q.abs(), offset + q] = -m_q.sign().double()
-    tilt = torch.cat([table, table[:, partner]], dim=1)
-    return _grouped(tilt, lmax), _grouped(pole, lmax)
+    return torch.cat([table, table[:, partner]], dim=1), pole
 
 
 GROUP_DIM = 25

@@ -115,9 +115,16 @@ def test_blocks_of_edges_give_the_same_values_and_gradients():
     "lmax1,lmax_out,paths", [(3, 2, "all"), (2, 4, "odd"), (4, 4, "even"), (6, 5, "all")]
 )
 @pytest.mark.parametrize("mode", ["external", "internal"])
-def test_hand_written_backward_equals_autograd_of_the_plain_form(lmax1, lmax_out, paths, mode):
-    """The blocked forward/backward (``forward``) against autograd of ``plain``, for
-    different input and output degrees, shared weights and gradients of the direction."""
+@pytest.mark.parametrize("kernel", ["native", "pytorch"])
+def test_hand_written_backward_equals_autograd_of_the_plain_form(monkeypatch, lmax1, lmax_out,
+                                                                 paths, mode, kernel):  # fmt: skip
+    """The hand-written forward/backward (``forward``: the C product, or the blocked
+    PyTorch kernel) against autograd of ``plain``, for different input and output degrees,
+    shared weights and gradients of the direction."""
+    if kernel == "pytorch":
+        from geobasis.products import so2 as so2_module
+
+        monkeypatch.setattr(so2_module, "usable", lambda x: False)
     so2 = SO2Product(lmax1, 2, lmax_out, 3, mode, paths=paths).double()
     so2.chunk_size = 7
     x1, vectors, _ = _inputs(lmax1, 2, edges=20)
@@ -142,35 +149,35 @@ def test_hand_written_backward_equals_autograd_of_the_plain_form(lmax1, lmax_out
 @pytest.mark.parametrize(
     "lmax1,lmax_out,paths,mode",
     [(3, 2, "all", "external"), (2, 4, "odd", "internal"), (6, 5, "even", "external"),
-     (4, 4, "all", "internal")],
+     (4, 4, "all", "internal"), (1, 1, "all", "external")],
 )  # fmt: skip
-def test_native_maps_equal_the_pytorch_form(monkeypatch, dtype, lmax1, lmax_out, paths, mode):
-    """The fused C maps (``_so2_maps.c``) against the PyTorch broadcast form: values and
+def test_native_product_equals_the_pytorch_kernel(monkeypatch, dtype, lmax1, lmax_out, paths,
+                                                  mode):  # fmt: skip
+    """The C product (``_so2_product.c``) against the blocked PyTorch kernel: values and
     the gradients of x1, the direction and the weights (shared ones summed over edges),
     with the edges split between three threads."""
-    from geobasis.products import _so2_maps_native as native
+    from geobasis.products import _so2_native, so2 as so2_module
 
-    if not native.usable(torch.empty(0)):
-        pytest.skip("no C compiler: the native maps are not built (the PyTorch form runs)")
+    if not _so2_native.usable(torch.empty(0)):
+        pytest.skip("no C compiler: the C product is not built (the PyTorch kernel runs)")
     so2 = SO2Product(lmax1, 2, lmax_out, 5, mode, paths=paths).to(dtype)
     so2.chunk_size = 13
     x1, vectors, _ = _inputs(lmax1, 2, edges=40, channels=5)
     w = torch.randn(40, *so2.weight_shape, dtype=D) if mode == "external" else None
     results = {}
-    monkeypatch.setattr(native, "_EDGES_PER_THREAD", 2)
+    monkeypatch.setattr(_so2_native, "_EDGES_PER_THREAD", 2)
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
         for form in ("native", "pytorch"):
             if form == "pytorch":
-                monkeypatch.setattr(native, "usable", lambda x: False)
+                monkeypatch.setattr(so2_module, "usable", lambda x: False)
             leaves = [t.to(dtype, copy=True).requires_grad_() for t in (x1, vectors)]
             weight = w.to(dtype, copy=True).requires_grad_() if w is not None else None
             sh = o3.spherical_harmonics(2, leaves[1], normalization="component")
             out = so2(leaves[0], sh, weight)
-            (
-                out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
-            ).sum().backward()
+            probe = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
+            (out * probe).sum().backward()
             grads = [leaf.grad for leaf in leaves]
             grads.append(weight.grad if weight is not None else so2.weight.grad.clone())
             so2.zero_grad()
@@ -180,3 +187,12 @@ def test_native_maps_equal_the_pytorch_form(monkeypatch, dtype, lmax1, lmax_out,
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     for fused, plain in zip(results["native"], results["pytorch"], strict=True):
         assert (fused - plain).abs().max() <= tolerance * (1 + plain.abs().max())
+
+
+def test_mixed_dtypes_are_refused_not_read_as_raw_memory():
+    so2 = SO2Product(2, 2, 2, 3, "external")  # float32 tables
+    x1, _, sh = _inputs(2, 2, edges=5, channels=3)  # float64
+    with pytest.raises((RuntimeError, TypeError)):
+        so2(x1, sh, torch.randn(5, *so2.weight_shape, dtype=D))
+    with pytest.raises((RuntimeError, TypeError)):
+        so2(x1.float(), sh.float(), torch.randn(5, *so2.weight_shape, dtype=D))
