@@ -156,7 +156,8 @@ def test_native_product_equals_the_pytorch_kernel(monkeypatch, dtype, lmax1, lma
     """The C product (``_so2_product.c``) against the blocked PyTorch kernel: values and
     the gradients of x1, the direction and the weights (shared ones summed over edges),
     with the edges split between three threads."""
-    from geobasis.products import _so2_native, so2 as so2_module
+    from geobasis.products import _so2_native
+    from geobasis.products import so2 as so2_module
 
     if not _so2_native.usable(torch.empty(0)):
         pytest.skip("no C compiler: the C product is not built (the PyTorch kernel runs)")
