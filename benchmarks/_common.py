@@ -67,6 +67,20 @@ def product_step(product, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tens
     return run
 
 
+def product_step_given(product, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor):
+    """A forward + backward of ``product(x1, x2, weight)`` with the output gradient given
+    (a fixed random tensor): the product's own cost, no loss computed around it."""
+    grad = torch.randn(product(x1[:1], x2[:1], weight[:1]).shape[1:], dtype=x1.dtype)
+    grad = grad.expand(x1.shape[0], *grad.shape).contiguous()
+
+    def run() -> None:
+        x = x1.detach().requires_grad_()
+        w = weight.detach().requires_grad_()
+        product(x, x2, w).backward(grad)
+
+    return run
+
+
 def environment() -> dict[str, object]:
     import e3nn
 

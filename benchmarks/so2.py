@@ -2,9 +2,13 @@
 forward + backward, per-edge weights, float32, one thread.
 
 The SO(2) product gets its own weights (``weight_shape``), the CG product its paths'
-weights; both with edge harmonics of random directions.  Writes results/so2.{json,md}.
+weights; both with edge harmonics of random directions.  Three alternated comparisons per
+row: with a loss (``out.square().sum()``, whose own cost both pay), with the output
+gradient given (the products' own cost), and the SO(2) product's C kernel against its
+batched PyTorch kernel (what CUDA and machines without a C compiler run), gradient given.
+Writes results/so2.{json,md}.
 
-    python benchmarks/so2.py [--lmax 2 3 4 6 8] [--edges 2000] [--channels 32 64]
+    python benchmarks/so2.py [--lmax 2 3 4 6 8] [--edges 10000] [--channels 32 64]
                              [--repeats 5] [--repeats-low 21]
 """
 
@@ -13,40 +17,67 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import paired_median_times, product_step, write_results
+from _common import paired_median_times, product_step, product_step_given, write_results
 
 from geobasis import o3
 from geobasis.products import ClebschGordanProduct, SO2Product
+from geobasis.products import so2 as so2_module
+
+
+def pytorch_kernel(step):
+    """``step`` with the SO(2) product's C kernel turned off."""
+
+    def run() -> None:
+        usable, so2_module.usable = so2_module.usable, lambda x: False
+        try:
+            step()
+        finally:
+            so2_module.usable = usable
+
+    return run
+
+
+def measure(lmax: int, c: int, edges: int, repeats: int) -> dict[str, object]:
+    cg = ClebschGordanProduct(lmax, lmax, lmax, c, "external", paths="even")
+    so2 = SO2Product(lmax, lmax, lmax, c, "external")
+    x1 = torch.randn(edges, (lmax + 1) ** 2, c)
+    sh = o3.spherical_harmonics(lmax, torch.randn(edges, 3), normalization="component")
+    w_cg = torch.randn(edges, *cg.weight_shape)
+    w_so2 = torch.randn(edges, *so2.weight_shape)
+    loss = paired_median_times(product_step(cg, x1, sh, w_cg), product_step(so2, x1, sh, w_so2),
+                               repeats, warmup=1)  # fmt: skip
+    given_so2 = product_step_given(so2, x1, sh, w_so2)
+    given = paired_median_times(product_step_given(cg, x1, sh, w_cg), given_so2, repeats, warmup=1)
+    kernels = paired_median_times(pytorch_kernel(given_so2), given_so2, repeats, warmup=1)
+    return {"L": lmax, "edges": edges, "C": c,
+            "CG ms (loss)": 1e3 * loss[0], "SO(2) ms (loss)": 1e3 * loss[1],
+            "speed-up (loss)": loss[0] / loss[1],
+            "CG ms (gradient given)": 1e3 * given[0], "SO(2) ms (gradient given)": 1e3 * given[1],
+            "speed-up (gradient given)": given[0] / given[1],
+            "C kernel vs PyTorch kernel": kernels[0] / kernels[1], "pairs": repeats,
+            "CG weights": cg.weight_shape[0], "SO(2) weights": so2.weight_shape[0]}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lmax", type=int, nargs="+", default=[2, 3, 4, 6, 8])
-    parser.add_argument("--edges", type=int, default=2000)
-    parser.add_argument("--channels", type=int, nargs="+", default=[32])
+    parser.add_argument("--edges", type=int, default=10000)
+    parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--repeats", type=int, default=5, help="pairs timed from L = 5 on")
     parser.add_argument("--repeats-low", type=int, default=21, help="pairs timed at L <= 4")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     for c, lmax in [(c, lmax) for c in args.channels for lmax in args.lmax]:
-        cg = ClebschGordanProduct(lmax, lmax, lmax, c, "external", paths="even")
-        so2 = SO2Product(lmax, lmax, lmax, c, "external")
-        x1 = torch.randn(args.edges, (lmax + 1) ** 2, c)
-        sh = o3.spherical_harmonics(lmax, torch.randn(args.edges, 3), normalization="component")
-        w_cg = torch.randn(args.edges, *cg.weight_shape)
-        w_so2 = torch.randn(args.edges, *so2.weight_shape)
         repeats = args.repeats_low if lmax <= 4 else args.repeats
-        t_cg, t_so2 = paired_median_times(
-            product_step(cg, x1, sh, w_cg), product_step(so2, x1, sh, w_so2), repeats, warmup=1
-        )
-        rows.append({"L": lmax, "edges": args.edges, "C": c, "CG ms": 1e3 * t_cg,
-                     "SO(2) ms": 1e3 * t_so2, "SO(2) speed-up": t_cg / t_so2, "pairs": repeats,
-                     "CG weights": cg.weight_shape[0], "SO(2) weights": so2.weight_shape[0]})  # fmt: skip
+        rows.append(measure(lmax, c, args.edges, repeats))
         print(rows[-1], flush=True)
     notes = (f"{args.edges} edges, C = {', '.join(map(str, args.channels))}, float32, forward + backward, one thread, "
-             f"median of {args.repeats_low} pairs at L <= 4 and {args.repeats} above, after warm-up, "
-             "CG and SO(2) alternated in one process.")  # fmt: skip
+             f"median of {args.repeats_low} pairs at L <= 4 and {args.repeats} above (fewer past 40 s), after warm-up, "
+             "each pair alternated in one process. (loss): out.square().sum() backpropagated, its cost in both; "
+             "(gradient given): out.backward(g) with a fixed g. The SO(2) product runs its C kernel "
+             "(geobasis/products/_so2_product.c); 'C kernel vs PyTorch kernel' is the time of its batched "
+             "PyTorch kernel (CUDA, no compiler) over the C kernel's, gradient given.")  # fmt: skip
     print(write_results("so2", rows, list(rows[0]), "SO(2) product vs CG", notes).read_text())
 
 

@@ -6,8 +6,9 @@ edge by edge, :mod:`geobasis.products._so2_native`); every caller keeps its PyTo
 form, which runs when no library is available, on CUDA, under ``torch.compile`` and for
 second derivatives.
 
-* :func:`library` compiles ``source`` once per machine (``cc -O3 -march=native``, the
-  compiler's default C dialect, so that multiply-adds may fuse; without
+* :func:`library` compiles ``source`` once per machine (``cc -O3 -march=native
+  -fno-math-errno``, the compiler's default C dialect, so that multiply-adds may fuse and
+  square roots vectorise; without
   ``-march=native`` if the compiler refuses it) into the cache folder
   (``$GEOBASIS_CACHE``, else ``$XDG_CACHE_HOME/geobasis`` or ``~/.cache/geobasis``; the
   system's temporary folder if that is not writable).  The file name carries a hash of the
@@ -29,11 +30,16 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["library", "enabled"]
+import torch
+
+__all__ = ["library", "enabled", "parallel"]
 
 _LOCK = threading.Lock()
+_POOL: list[ThreadPoolExecutor] = []
 _LIBRARIES: dict[tuple[Path, tuple[str, ...]], ctypes.CDLL | None] = {}
 
 
@@ -90,7 +96,7 @@ def _build(source: Path, defines: tuple[str, ...]) -> ctypes.CDLL | None:
     if compiler is None:
         return _unavailable(source, "no C compiler (cc, gcc or clang) found")
     text = source.read_bytes()
-    for flags in (["-O3", "-march=native"], ["-O3"]):
+    for flags in (["-O3", "-march=native", "-fno-math-errno"], ["-O3"]):
         flags = flags + [f"-D{define}" for define in defines]
         key = b"\0".join([text, compiler.encode(), " ".join(flags).encode(),
                           _cpu_signature().encode()])  # fmt: skip
@@ -120,3 +126,27 @@ def _unavailable(source: Path, reason: str) -> None:
         stacklevel=3,
     )
     return None
+
+
+def parallel(count: int, part: Callable, accumulator: torch.Tensor | None = None,
+             minimum: int = 16) -> None:  # fmt: skip
+    """Runs ``part(start, stop, accumulator)`` over ``count`` rows split between up to
+    ``torch.get_num_threads()`` Python threads (ctypes releases the GIL while C runs), at
+    least ``minimum`` rows each (a split costs ~20 us).  Each thread adds to its own copy
+    of a shared ``accumulator``, summed into it at the end."""
+    threads = max(1, min(torch.get_num_threads(), count // max(minimum, 1)))
+    if threads == 1:
+        part(0, count, accumulator)
+        return
+    bounds = [count * k // threads for k in range(threads + 1)]
+    copies = [None if accumulator is None else torch.zeros_like(accumulator)
+              for _ in range(threads)]  # fmt: skip
+    with _LOCK:
+        if not _POOL or _POOL[0]._max_workers < threads:
+            _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="geobasis-native")]
+        pool = _POOL[0]
+    jobs = [pool.submit(part, bounds[k], bounds[k + 1], copies[k]) for k in range(threads)]
+    for job in jobs:
+        job.result()
+    if accumulator is not None:
+        accumulator += torch.stack(copies).sum(0)

@@ -26,7 +26,8 @@ is vectorised over :math:`m` (each degree is one block of ``2l+1`` rows, symmetr
 upper limit on :math:`l_{max}`.  Vectors are processed in cache-sized chunks in a
 degree-major work array (float64 for float32 input from ``lmax = 3``: one final rounding).
 Low degrees (up to ``lmax`` 3 on CPU, 6 on CUDA) take the monomial form of
-``_harmonic_polynomials`` instead: one GEMM, fewer and contiguous kernels.
+``_harmonic_polynomials`` instead: one GEMM, fewer and contiguous kernels (on CPU with a
+C compiler, one fused C loop, ``_harmonics_native``).
 
 The backward pass regenerates the blocks in the input's precision and needs no
 recurrence for the derivative: since :math:`P_l^m/\sin^m\theta = d^m P_l/dc^m`,

@@ -19,14 +19,13 @@ releases the GIL while C runs).
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from geobasis._chunked import differentiable_gradients
-from geobasis._native import library
+from geobasis._native import library, parallel
 from geobasis._workspace import large_empty
 
 __all__ = ["usable", "weight_rows", "so2_native"]
@@ -34,7 +33,6 @@ __all__ = ["usable", "weight_rows", "so2_native"]
 _SOURCE = Path(__file__).with_name("_so2_product.c")
 _REAL = {torch.float32: "REAL=float", torch.float64: "REAL=double"}
 _EDGES_PER_THREAD = 16  # fewer per thread: one thread (a split costs ~20 us)
-_POOL: list[ThreadPoolExecutor] = []
 
 _I, _P = ctypes.c_int64, ctypes.c_void_p
 _ARGUMENTS = {
@@ -89,7 +87,7 @@ class _SO2Native(torch.autograd.Function):
                     module._tilt_terms.data_ptr(), w.data_ptr(), 0 if shared else weight[0].numel(),
                     module._native_rows.data_ptr(), out[start:stop].data_ptr())  # fmt: skip
 
-        _split(x1.shape[0], part, None)
+        parallel(x1.shape[0], part, None, _EDGES_PER_THREAD)
         ctx.module = module
         ctx.save_for_backward(x1, direction, weight)
         return out
@@ -125,7 +123,7 @@ class _SO2Native(torch.autograd.Function):
                      _pointer(None if grad_x1 is None else grad_x1[rows]), _pointer(gw),
                      _pointer(None if grad_entries is None else grad_entries[rows]))  # fmt: skip
 
-        _split(x1.shape[0], part, grad_w if shared else None)
+        parallel(x1.shape[0], part, grad_w if shared else None, _EDGES_PER_THREAD)
         grad_direction = None
         if needs[1]:  # through the frame construction, in PyTorch
             leaf = direction.detach().requires_grad_()
@@ -140,26 +138,6 @@ def _angles(module, direction: Tensor) -> Tensor:
     (``k = 1..L``), :math:`\cos k\alpha, \sin k\alpha` (``k = 0..L``) of the edges'
     frames (``SO2Product._angle_features``), from which the C code builds the rotations."""
     return torch.cat(module._angle_features(direction), dim=1).contiguous()
-
-
-def _split(edges: int, part, accumulator: Tensor | None) -> None:
-    """Runs ``part(start, stop, accumulator)`` on the edges, split between up to
-    ``torch.get_num_threads()`` threads; each thread adds to its own copy of a shared
-    ``accumulator``, summed at the end."""
-    threads = max(1, min(torch.get_num_threads(), edges // _EDGES_PER_THREAD))
-    if threads == 1:
-        part(0, edges, accumulator)
-        return
-    bounds = [edges * k // threads for k in range(threads + 1)]
-    copies = [None if accumulator is None else torch.zeros_like(accumulator)
-              for _ in range(threads)]  # fmt: skip
-    if not _POOL or _POOL[0]._max_workers < threads:
-        _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="geobasis-native")]
-    jobs = [_POOL[0].submit(part, bounds[k], bounds[k + 1], copies[k]) for k in range(threads)]
-    for job in jobs:
-        job.result()
-    if accumulator is not None:
-        accumulator += torch.stack(copies).sum(0)
 
 
 def so2_native(module, x1: Tensor, direction: Tensor, weight: Tensor) -> Tensor:

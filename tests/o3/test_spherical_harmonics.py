@@ -240,3 +240,40 @@ def test_results_do_not_share_scratch_memory(lmax, dtype):
     spherical_harmonics(lmax, reference).backward(torch.ones_like(y))
     assert torch.equal(first, expected)
     assert torch.equal(leaf.grad, reference.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_native_harmonics_equal_the_pytorch_monomials(monkeypatch, dtype, normalize):
+    """The C kernel (``_harmonics.c``) against the PyTorch monomial form: values and
+    gradients, a partial last tile (37 vectors), the zero vector, three threads."""
+    from geobasis.o3 import _harmonic_polynomials as polynomials
+    from geobasis.o3 import _harmonics_native as native
+
+    if not native.usable(torch.empty(0), 0):
+        pytest.skip("no C compiler: the C harmonics are not built (the PyTorch form runs)")
+    x = torch.randn(37, 3, dtype=torch.float64) * 3
+    x[5] = 0
+    probe = torch.randn(37, 16, dtype=torch.float64)
+    monkeypatch.setattr(native, "_VECTORS_PER_THREAD", 4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    results = {}
+    try:
+        for form in ("native", "pytorch"):
+            if form == "pytorch":
+                monkeypatch.setattr(native, "usable", lambda v, lmax: False)
+            for lmax in range(4):
+                table = polynomials.device_coefficients(
+                    polynomials.harmonic_coefficients(lmax, "integral"), dtype, x.device
+                )
+                v = x.to(dtype, copy=True).requires_grad_()
+                y = polynomials.monomial_harmonics(lmax, v, table, normalize)
+                (y * probe[:, : y.shape[1]].to(dtype)).sum().backward()
+                results[form, lmax] = (y.detach(), v.grad)
+    finally:
+        torch.set_num_threads(threads)
+    tolerance = 1e-12 if dtype == torch.float64 else 2e-6
+    for lmax in range(4):
+        for fused, plain in zip(results["native", lmax], results["pytorch", lmax], strict=True):
+            assert (fused - plain).abs().max() <= tolerance * (1 + plain.abs().max()), lmax
