@@ -39,7 +39,7 @@ import torch
 __all__ = ["library", "enabled", "parallel"]
 
 _LOCK = threading.Lock()
-_POOL: list[ThreadPoolExecutor] = []
+_POOL: list[tuple[int, ThreadPoolExecutor]] = []  # (process id, pool): none across a fork
 _LIBRARIES: dict[tuple[Path, tuple[str, ...]], ctypes.CDLL | None] = {}
 
 
@@ -141,10 +141,11 @@ def parallel(count: int, part: Callable, accumulator: torch.Tensor | None = None
     bounds = [count * k // threads for k in range(threads + 1)]
     copies = [None if accumulator is None else torch.zeros_like(accumulator)
               for _ in range(threads)]  # fmt: skip
-    with _LOCK:
-        if not _POOL or _POOL[0]._max_workers < threads:
-            _POOL[:] = [ThreadPoolExecutor(threads, thread_name_prefix="geobasis-native")]
-        pool = _POOL[0]
+    with _LOCK:  # a forked child (data-loader workers) makes its own pool
+        if not _POOL or _POOL[0][0] != os.getpid() or _POOL[0][1]._max_workers < threads:
+            pool = ThreadPoolExecutor(threads, thread_name_prefix="geobasis-native")
+            _POOL[:] = [(os.getpid(), pool)]
+        pool = _POOL[0][1]
     jobs = [pool.submit(part, bounds[k], bounds[k + 1], copies[k]) for k in range(threads)]
     for job in jobs:
         job.result()

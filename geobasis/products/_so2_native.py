@@ -104,9 +104,7 @@ class _SO2Native(torch.autograd.Function):
         shared = weight.shape[0] == 1 and x1.shape[0] > 1
         grad_x1 = large_empty(x1.shape, x1) if needs[0] else None
         angles = _angles(module, direction)
-        grad_entries = None
-        if needs[1]:
-            grad_entries = large_empty((x1.shape[0], module._degree_tilt.shape[1] // 2), x1)
+        grad_angles = torch.empty_like(angles) if needs[1] else None
         grad_w = None
         if needs[2]:
             grad_w = torch.zeros_like(weight) if shared else large_empty(weight.shape, weight)
@@ -121,15 +119,14 @@ class _SO2Native(torch.autograd.Function):
                      w.data_ptr(), 0 if shared else weight[0].numel(),
                      module._native_rows.data_ptr(), grad[rows].data_ptr(),
                      _pointer(None if grad_x1 is None else grad_x1[rows]), _pointer(gw),
-                     _pointer(None if grad_entries is None else grad_entries[rows]))  # fmt: skip
+                     _pointer(None if grad_angles is None else grad_angles[rows]))  # fmt: skip
 
         parallel(x1.shape[0], part, grad_w if shared else None, _EDGES_PER_THREAD)
         grad_direction = None
-        if needs[1]:  # through the frame construction, in PyTorch
+        if needs[1]:  # from the angles' gradient (C) through their construction
             leaf = direction.detach().requires_grad_()
             with torch.enable_grad():
-                entries = module._entries_from_angles(*module._angle_features(leaf), "degrees")
-                (grad_direction,) = torch.autograd.grad(entries, leaf, grad_entries)
+                (grad_direction,) = torch.autograd.grad(_angles(module, leaf), leaf, grad_angles)
         return grad_x1, grad_direction, grad_w, None
 
 

@@ -93,15 +93,14 @@ static void rotate(const real *t, int64_t lmax, int64_t C, const real *x, real *
  * after the other), and Z_l(alpha) the rotation about the pole: Z[r, r] = cos(|m_r| a),
  * Z[r, r'] = -sign(m_r) sin(|m_r| a) with m_r' = -m_r.  `angles`: cos k beta
  * (k = 0..L), sin k beta (k = 1..L), cos k alpha, sin k alpha (k = 0..L), 4 L + 3
- * numbers; `work`: (2 L + 1)^2 reals.  (2l+1)^3 multiply-adds per degree, all of them
- * along contiguous rows of (2l+1)^2. */
-static void frames(const real *terms, const real *angles, int64_t L, int64_t lmax, real *work,
+ * numbers; `x`: receives every X_l (the layout of t).  (2l+1)^3 multiply-adds per
+ * degree, all of them along contiguous rows of (2l+1)^2. */
+static void frames(const real *terms, const real *angles, int64_t L, int64_t lmax, real *x,
                    real *t) {
     /* sb[k] for k >= 1 (sin 0 is never read: m = 0 has no partner row) */
     const real *cb = angles, *sb = angles + L, *ca = angles + 2 * L + 1, *sa = ca + L + 1;
     for (int64_t l = 0; l <= lmax; ++l) {
         const int64_t n = 2 * l + 1, nn = n * n;
-        real *x = work;
         for (int64_t e = 0; e < nn; ++e) x[e] = cb[0] * terms[e];
         for (int64_t k = 1; k <= l; ++k) {
             const real c = cb[k], s = sb[k], *ck = terms + k * nn, *sk = terms + (l + k) * nn;
@@ -113,7 +112,54 @@ static void frames(const real *terms, const real *angles, int64_t L, int64_t lma
             for (int64_t j = 0; j < n; ++j) t[d * n + j] = c * x[d * n + j] + s * x[p * n + j];
         }
         terms += n * nn;
+        x += nn;
         t += nn;
+    }
+}
+
+/* The gradient of the angles (layout of `angles`, written) from the gradient dt of every
+ * T_l, with x the X_l of frames and `work` (2 L + 1)^2 reals:
+ *   dX[d] = c_d dT[d] + s_p dT[p] (p the partner row of d),
+ *   d cos(k a) = sum_{|m_d| = k} dT[d] . X[d],  d sin(k a) = sum -sign(m_d) dT[d] . X[p],
+ *   d cos(k b) = <dX_l, C_lk>,  d sin(k b) = <dX_l, S_lk>. */
+static void frame_gradient(const real *terms, const real *angles, int64_t L, const real *x,
+                           const real *dt, real *work, real *grad) {
+    const real *ca = angles + 2 * L + 1, *sa = ca + L + 1;
+    real *g_cb = grad, *g_sb = grad + L, *g_ca = grad + 2 * L + 1, *g_sa = g_ca + L + 1;
+    for (int64_t i = 0; i < 4 * L + 3; ++i) grad[i] = 0;
+    for (int64_t l = 0; l <= L; ++l) {
+        const int64_t n = 2 * l + 1, nn = n * n;
+        real *dx = work;
+        for (int64_t d = 0; d < n; ++d) {
+            const int64_t m = d - l, k = m < 0 ? -m : m, p = n - 1 - d;
+            const real c = ca[k], sign = m > 0 ? -1 : (m < 0 ? 1 : 0);
+            real along = 0, across = 0;
+            for (int64_t j = 0; j < n; ++j) {
+                along += dt[d * n + j] * x[d * n + j];
+                across += dt[d * n + j] * x[p * n + j];
+            }
+            g_ca[k] += along;
+            g_sa[k] += sign * across;
+            for (int64_t j = 0; j < n; ++j) dx[d * n + j] = c * dt[d * n + j];
+        }
+        for (int64_t d = 0; d < n; ++d) { /* the partner rows: X[p] enters T[d] with s_d */
+            const int64_t m = d - l, k = m < 0 ? -m : m, p = n - 1 - d;
+            const real s = m > 0 ? -sa[k] : (m < 0 ? sa[k] : 0);
+            for (int64_t j = 0; j < n; ++j) dx[p * n + j] += s * dt[d * n + j];
+        }
+        for (int64_t k = 0; k <= l; ++k) {
+            const real *ck = terms + k * nn, *sk = terms + (l + k) * nn;
+            real c = 0, s = 0;
+            for (int64_t e = 0; e < nn; ++e) c += dx[e] * ck[e];
+            g_cb[k] += c;
+            if (k > 0) {
+                for (int64_t e = 0; e < nn; ++e) s += dx[e] * sk[e];
+                g_sb[k] += s;
+            }
+        }
+        terms += n * nn;
+        x += nn;
+        dt += nn;
     }
 }
 
@@ -268,7 +314,7 @@ void so2_forward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, cons
     const shape s = {lmax1, lmax_out, C, weight_rows};
     const int64_t L = lmax1 > lmax_out ? lmax1 : lmax_out, q = entry_count(L);
     const int64_t d1 = (lmax1 + 1) * (lmax1 + 1), d_out = (lmax_out + 1) * (lmax_out + 1);
-    real *xt = malloc(((d1 + d_out) * C + q + (2 * L + 1) * (2 * L + 1)) * sizeof(real));
+    real *xt = malloc(((d1 + d_out) * C + 2 * q) * sizeof(real));
     real *yt = xt + d1 * C, *t = yt + d_out * C, *work = t + q;
     for (int64_t b = 0; b < edges; ++b) {
         frames(terms, angles + b * (4 * L + 3), L, L, work, t);
@@ -279,33 +325,34 @@ void so2_forward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, cons
     free(xt);
 }
 
-/* gx [E, D1, C], gw (per edge, or [1, S, C] added to when w_stride is 0) and grad_entries
- * [E, Q] (the gradient of every T_l, written) may each be NULL. */
+/* gx [E, D1, C], gw (per edge, or [1, S, C] added to when w_stride is 0) and grad_angles
+ * [E, 4 L + 3] (written) may each be NULL. */
 void so2_backward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, const real *x,
                   const real *angles, const real *terms, const real *w, int64_t w_stride,
                   const int64_t *weight_rows, const real *g, real *gx, real *gw,
-                  real *grad_entries) {
+                  real *grad_angles) {
     const shape s = {lmax1, lmax_out, C, weight_rows};
     const int64_t L = lmax1 > lmax_out ? lmax1 : lmax_out, q = entry_count(L);
     const int64_t d1 = (lmax1 + 1) * (lmax1 + 1), d_out = (lmax_out + 1) * (lmax_out + 1);
-    real *xt = malloc((2 * (d1 + d_out) * C + q + (2 * L + 1) * (2 * L + 1)) * sizeof(real));
+    real *xt = malloc((2 * (d1 + d_out) * C + 3 * q + (2 * L + 1) * (2 * L + 1)) * sizeof(real));
     real *gt = xt + d1 * C, *gxt = gt + d_out * C, *yt = gxt + d1 * C;
-    real *t = yt + d_out * C, *work = t + q;
-    const int need_gxt = gx != NULL || grad_entries != NULL;
+    real *t = yt + d_out * C, *tilts = t + q, *dt = tilts + q, *work = dt + q;
+    const int need_gxt = gx != NULL || grad_angles != NULL;
     for (int64_t b = 0; b < edges; ++b) {
         const real *xb = x + b * d1 * C, *gb = g + b * d_out * C;
-        frames(terms, angles + b * (4 * L + 3), L, L, work, t);
+        frames(terms, angles + b * (4 * L + 3), L, L, tilts, t);
         rotate(t, lmax1, C, xb, xt, 1);
         rotate(t, lmax_out, C, gb, gt, 1);
         maps_backward(&s, xt, gt, w + b * w_stride, need_gxt ? gxt : NULL,
                       gw ? gw + b * w_stride : NULL, w_stride == 0);
         if (gx) rotate(t, lmax1, C, gxt, gx + b * d1 * C, 0);
-        if (grad_entries) {
-            real *dt = grad_entries + b * q;
+        if (grad_angles) {
             memset(dt, 0, q * sizeof(real));
             maps_forward(&s, xt, w + b * w_stride, yt);
             add_outer(lmax1, C, xb, gxt, dt);
             add_outer(lmax_out, C, gb, yt, dt);
+            frame_gradient(terms, angles + b * (4 * L + 3), L, tilts, dt, work,
+                           grad_angles + b * (4 * L + 3));
         }
     }
     free(xt);
