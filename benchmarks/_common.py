@@ -55,6 +55,33 @@ def paired_median_times(
     return statistics.median(times_a), statistics.median(times_b)
 
 
+def block_median_times(
+    fn_a: Callable[[], object],
+    fn_b: Callable[[], object],
+    blocks: int = 5,
+    per_block: int = 3,
+    budget: float = 120.0,
+) -> tuple[float, float]:
+    """Median times of two functions measured in alternating blocks of ``per_block``
+    back-to-back calls, the first call of each block not timed: each in the steady state
+    it has inside a training loop.  (On this VM, memory one function freed seconds ago is
+    returned to the host; the other function's first call after a long call then pays to
+    get it back, 2 MiB pages most of all.)"""
+    times_a: list[float] = []
+    times_b: list[float] = []
+    start = time.perf_counter()
+    for _ in range(blocks):
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            fn()
+            for _ in range(per_block - 1):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times_a) >= 3:
+            break
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def product_step(product, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor):
     """A forward + backward of ``product(x1, x2, weight)`` (loss: sum of squares), with
     fresh leaves for ``x1`` and ``weight`` each call."""

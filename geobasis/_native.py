@@ -36,7 +36,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["library", "enabled", "parallel"]
+__all__ = ["REAL", "library", "kernels", "enabled", "parallel"]
+
+#: The ``-D`` flag that makes a kernel's element type ``real`` that of a torch dtype.
+REAL = {torch.float32: "REAL=float", torch.float64: "REAL=double"}
 
 _LOCK = threading.Lock()
 _POOL: list[tuple[int, ThreadPoolExecutor]] = []  # (process id, pool): none across a fork
@@ -59,6 +62,24 @@ def library(source: Path, defines: tuple[str, ...] = ()) -> ctypes.CDLL | None:
         if key not in _LIBRARIES:
             _LIBRARIES[key] = _build(source, key[1])
         return _LIBRARIES[key]
+
+
+_DECLARED: set[int] = set()
+
+
+def kernels(source: Path, dtype: torch.dtype, signatures: dict[str, list]) -> ctypes.CDLL | None:
+    """:func:`library` of ``source`` built for ``dtype`` (:data:`REAL`), its functions'
+    argument types declared from ``signatures`` (name -> ctypes types; no return value);
+    ``None`` when unavailable or ``dtype`` is neither float32 nor float64."""
+    if dtype not in REAL:
+        return None
+    lib = library(source, (REAL[dtype],))
+    if lib is not None and id(lib) not in _DECLARED:
+        for name, arguments in signatures.items():
+            function = getattr(lib, name)
+            function.argtypes, function.restype = arguments, None
+        _DECLARED.add(id(lib))
+    return lib
 
 
 def _compiler() -> str | None:

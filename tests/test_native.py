@@ -61,3 +61,42 @@ def test_no_compiler_or_a_failed_build_warns_once_and_gives_none(fresh, monkeypa
     monkeypatch.setattr(_native, "_compiler", lambda: None)
     with pytest.warns(RuntimeWarning, match="no C compiler"):
         assert _native.library(_source(fresh, name="other.c")) is None
+
+
+def test_kernels_build_per_dtype_and_declare_the_signatures(fresh):
+    if _native._compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    import ctypes
+
+    import torch
+
+    source = _source(
+        fresh, "#ifndef REAL\n#define REAL float\n#endif\nvoid half(REAL *x) { *x = *x / 2; }\n"
+    )
+    for dtype in (torch.float32, torch.float64):
+        lib = _native.kernels(source, dtype, {"half": [ctypes.c_void_p]})
+        assert lib.half.argtypes == [ctypes.c_void_p] and lib.half.restype is None
+        x = torch.tensor([3.0], dtype=dtype)
+        lib.half(x.data_ptr())  # the element type follows the dtype
+        assert x.item() == 1.5
+    assert _native.kernels(source, torch.float16, {"half": [ctypes.c_void_p]}) is None
+
+
+def test_parallel_covers_every_row_once_and_sums_the_accumulators(monkeypatch):
+    import torch
+
+    seen = torch.zeros(100, dtype=torch.int64)
+    total = torch.zeros(3)
+
+    def part(start, stop, accumulator):
+        seen[start:stop] += 1
+        accumulator += stop - start
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        _native.parallel(100, part, total, minimum=10)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(seen, torch.ones(100, dtype=torch.int64))
+    assert torch.equal(total, torch.full((3,), 100.0))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from geobasis._native import library, parallel
+from geobasis._native import kernels, parallel
 from geobasis._workspace import large_empty
 
 __all__ = ["MAX_LMAX", "usable", "forward", "backward"]
@@ -26,7 +26,6 @@ __all__ = ["MAX_LMAX", "usable", "forward", "backward"]
 MAX_LMAX = 8
 
 _SOURCE = Path(__file__).with_name("_harmonics.c")
-_REAL = {torch.float32: "REAL=float", torch.float64: "REAL=double"}
 _VECTORS_PER_THREAD = 4096
 _I, _P = ctypes.c_int64, ctypes.c_void_p
 _ARGUMENTS = {
@@ -36,19 +35,13 @@ _ARGUMENTS = {
 
 
 def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
-    lib = library(_SOURCE, (_REAL[dtype],))
-    if lib is not None and not hasattr(lib, "_declared"):
-        for name, arguments in _ARGUMENTS.items():
-            getattr(lib, name).argtypes = arguments
-            getattr(lib, name).restype = None
-        lib._declared = True
-    return lib
+    return kernels(_SOURCE, dtype, _ARGUMENTS)
 
 
 def usable(vectors: Tensor, lmax: int) -> bool:
     """Whether the C kernel runs: CPU, float32 or float64, ``lmax <= MAX_LMAX`` and the
     library built (``GEOBASIS_NATIVE=0`` turns it off)."""
-    return (vectors.device.type == "cpu" and vectors.dtype in _REAL and lmax <= MAX_LMAX
+    return (vectors.device.type == "cpu" and lmax <= MAX_LMAX
             and _library(vectors.dtype) is not None)  # fmt: skip
 
 

@@ -25,13 +25,12 @@ import torch
 from torch import Tensor
 
 from geobasis._chunked import differentiable_gradients
-from geobasis._native import library, parallel
+from geobasis._native import kernels, parallel
 from geobasis._workspace import large_empty
 
 __all__ = ["usable", "weight_rows", "so2_native"]
 
 _SOURCE = Path(__file__).with_name("_so2_product.c")
-_REAL = {torch.float32: "REAL=float", torch.float64: "REAL=double"}
 _EDGES_PER_THREAD = 16  # fewer per thread: one thread (a split costs ~20 us)
 
 _I, _P = ctypes.c_int64, ctypes.c_void_p
@@ -42,19 +41,13 @@ _ARGUMENTS = {
 
 
 def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
-    lib = library(_SOURCE, (_REAL[dtype],))
-    if lib is not None and not hasattr(lib, "_declared"):
-        for name, arguments in _ARGUMENTS.items():
-            getattr(lib, name).argtypes = arguments
-            getattr(lib, name).restype = None
-        lib._declared = True
-    return lib
+    return kernels(_SOURCE, dtype, _ARGUMENTS)
 
 
 def usable(x: Tensor) -> bool:
     """Whether the C product runs for features ``x``: CPU, float32 or float64, and the
     library built (``GEOBASIS_NATIVE=0`` turns it off)."""
-    return x.device.type == "cpu" and x.dtype in _REAL and _library(x.dtype) is not None
+    return x.device.type == "cpu" and _library(x.dtype) is not None
 
 
 def weight_rows(blocks: list[tuple], orders: int) -> Tensor:

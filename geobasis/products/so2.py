@@ -165,7 +165,8 @@ class SO2Product(EquivariantProduct):
         return so2_edges(self, x1, x2[:, 1:4], weight, self.batch_chunk(x1))
 
     def cpu_batch_chunk(self, x1: Tensor) -> int:
-        """Edges per block on CPU: :attr:`chunk_size` if set; else the power of two
+        """Edges per block of the batched PyTorch kernel on CPU (without a C compiler; the C
+        kernel goes edge by edge): :attr:`chunk_size` if set; else the power of two
         between 64 and 1024 whose weights and features take about 8 MiB (measured at
         10,000 edges, C = 32: 1024 best at L = 2-3, 256-512 at L = 4-6, 128 at L = 8, and
         64 at L = 8, C = 64; the whole batch at once is 1.2-1.5x slower at L = 2-4)."""
