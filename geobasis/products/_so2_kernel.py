@@ -241,7 +241,7 @@ class _SO2Edges(torch.autograd.Function):
         for start in range(0, x1.shape[0], size):
             block = slice(start, start + size)
             w = weight if weight.shape[0] == 1 else weight[block]
-            entries[block] = module._entries_from_angles(beta[block], alpha[block], "kernel")
+            entries[block] = module._entries_from_angles(beta[block], alpha[block], kernel=True)
             frames = _frames(module, entries[block])
             x = x1[block]
             x_m = frames.into(x, rotated[block] if keep else rotated[: x.shape[0]], "in")

@@ -11,7 +11,7 @@ Used by :class:`~geobasis.products.SO2Product` where :func:`usable` says so (CPU
 float32 / float64 and a library built by :func:`geobasis._native.library`); its batched
 PyTorch kernel runs on CUDA and without a compiler, its plain form under
 ``torch.compile`` and for second derivatives.  A gradient of the edge directions goes
-through the frame entries' gradient from C and autograd of their construction.  With
+through the gradient of the frame angles from C and autograd of the angles' construction.  With
 several torch threads the edges are split between as many Python threads (ctypes
 releases the GIL while C runs).
 """

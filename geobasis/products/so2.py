@@ -147,9 +147,7 @@ class SO2Product(EquivariantProduct):
         tilt_table, pole_table = _grouped(degree_tilt, lmax), _grouped(degree_pole, lmax)
         self.register_table("_tilt_table", tilt_table)
         self.register_table("_pole_table", pole_table)
-        self.register_table("_degree_tilt", degree_tilt)  # per degree, for _so2_native
-        self.register_table("_degree_pole", degree_pole)
-        self.register_table("_tilt_terms", _tilt_terms(degree_tilt, lmax))
+        self.register_table("_tilt_terms", _tilt_terms(degree_tilt, lmax))  # for the C kernel
         if len(frame_groups(lmax)) == 1:  # the kernel's T[:, in order] and T[:, out order]
             columns = _folded_columns(self._in_order, self._out_order, (lmax + 1) ** 2)
             self.register_table("_kernel_tilt", _select_entries(tilt_table, columns))
@@ -214,25 +212,19 @@ class SO2Product(EquivariantProduct):
         (cos_a, sin_a), (cos_b, sin_b) = _frame_angles(direction, lmax)
         return torch.cat([cos_b, sin_b[:, 1:]], dim=1), torch.cat([cos_a, sin_a], dim=1)
 
-    def _entries_from_angles(self, beta: Tensor, alpha: Tensor, layout: str = "grouped",
-                             ) -> Tensor:  # fmt: skip
-        """:meth:`_frame_entries` from :meth:`_angle_features`, in the ``layout``
-        ``"grouped"`` (dense blocks of :func:`frame_groups`), ``"kernel"`` (that of the
-        blocked kernel: with :attr:`_folded`, :func:`_folded_columns`) or ``"degrees"``
-        (each degree's ``[2l+1, 2l+1]`` after the other, for ``_so2_product.c``)."""
-        if layout == "degrees":
-            tilt, pole = self._degree_tilt, self._degree_pole
-        elif layout == "kernel" and self._folded:
-            tilt, pole = self._kernel_tilt, self._kernel_pole
-        else:
-            tilt, pole = self._tilt_table, self._pole_table
+    def _entries_from_angles(self, beta: Tensor, alpha: Tensor, kernel: bool = False) -> Tensor:
+        """:meth:`_frame_entries` from :meth:`_angle_features`; ``kernel``: in the layout of
+        the hand-written kernel (with :attr:`_folded`, :func:`_folded_columns`)."""
+        folded = kernel and self._folded
+        tilt = self._kernel_tilt if folded else self._tilt_table
+        pole = self._kernel_pole if folded else self._pole_table
         both = (beta @ tilt) * (alpha @ pole)  # [B, 2Q]
         rows, partners = both.chunk(2, dim=1)
         return rows + partners
 
     def _kernel_entries(self, direction: Tensor) -> Tensor:
         """:meth:`_frame_entries` in the kernel's layout."""
-        return self._entries_from_angles(*self._angle_features(direction), layout="kernel")
+        return self._entries_from_angles(*self._angle_features(direction), kernel=True)
 
     @property
     def _in_gather(self) -> list[Tensor]:
