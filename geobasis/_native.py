@@ -67,17 +67,19 @@ def library(source: Path, defines: tuple[str, ...] = ()) -> ctypes.CDLL | None:
 _DECLARED: set[int] = set()
 
 
-def kernels(source: Path, dtype: torch.dtype, signatures: dict[str, list]) -> ctypes.CDLL | None:
+def kernels(source: Path, dtype: torch.dtype, signatures: dict[str, list],
+            returns: dict[str, object] | None = None) -> ctypes.CDLL | None:  # fmt: skip
     """:func:`library` of ``source`` built for ``dtype`` (:data:`REAL`), its functions'
-    argument types declared from ``signatures`` (name -> ctypes types; no return value);
-    ``None`` when unavailable or ``dtype`` is neither float32 nor float64."""
+    argument types declared from ``signatures`` (name -> ctypes types) and their return
+    types from ``returns`` (none if absent); ``None`` when unavailable or ``dtype`` is
+    neither float32 nor float64."""
     if dtype not in REAL:
         return None
     lib = library(source, (REAL[dtype],))
     if lib is not None and id(lib) not in _DECLARED:
         for name, arguments in signatures.items():
             function = getattr(lib, name)
-            function.argtypes, function.restype = arguments, None
+            function.argtypes, function.restype = arguments, (returns or {}).get(name)
         _DECLARED.add(id(lib))
     return lib
 

@@ -41,7 +41,13 @@ _ARGUMENTS = {
 
 
 def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
-    return kernels(_SOURCE, dtype, _ARGUMENTS)
+    return kernels(_SOURCE, dtype, _ARGUMENTS, dict.fromkeys(_ARGUMENTS, ctypes.c_int))
+
+
+def _check(status: int) -> None:
+    if status:
+        raise MemoryError("SO2Product: the C kernel could not allocate its per-edge scratch "
+                          "memory; free memory or set GEOBASIS_NATIVE=0")  # fmt: skip
 
 
 def usable(x: Tensor) -> bool:
@@ -75,10 +81,11 @@ class _SO2Native(torch.autograd.Function):
 
         def part(start: int, stop: int, _) -> None:
             w = weight if shared else weight[start:stop]
-            forward(stop - start, module.lmax1, module.lmax_out, x1.shape[2],
+            status = forward(stop - start, module.lmax1, module.lmax_out, x1.shape[2],
                     x1[start:stop].data_ptr(), angles[start:stop].data_ptr(),
                     module._tilt_terms.data_ptr(), w.data_ptr(), 0 if shared else weight[0].numel(),
                     module._native_rows.data_ptr(), out[start:stop].data_ptr())  # fmt: skip
+            _check(status)
 
         parallel(x1.shape[0], part, None, _EDGES_PER_THREAD)
         ctx.module = module
@@ -107,12 +114,13 @@ class _SO2Native(torch.autograd.Function):
             rows = slice(start, stop)
             w = weight if shared else weight[rows]
             gw = accumulator if shared else (None if grad_w is None else grad_w[rows])
-            backward(stop - start, module.lmax1, module.lmax_out, x1.shape[2],
+            status = backward(stop - start, module.lmax1, module.lmax_out, x1.shape[2],
                      x1[rows].data_ptr(), angles[rows].data_ptr(), module._tilt_terms.data_ptr(),
                      w.data_ptr(), 0 if shared else weight[0].numel(),
                      module._native_rows.data_ptr(), grad[rows].data_ptr(),
                      _pointer(None if grad_x1 is None else grad_x1[rows]), _pointer(gw),
                      _pointer(None if grad_angles is None else grad_angles[rows]))  # fmt: skip
+            _check(status)
 
         parallel(x1.shape[0], part, grad_w if shared else None, _EDGES_PER_THREAD)
         grad_direction = None

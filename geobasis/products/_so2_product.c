@@ -34,6 +34,8 @@
  * then added to); weight_rows [2 (min(lmax1, lmax_out) + 1)]: per m the first row of W1
  * and of W2 in the weights (-1: none), each [n_out, n_in] l-major.  Compiled once per
  * element type (REAL float or double); single-threaded, the caller splits the edges.
+ * so2_forward and so2_backward return 0, or 1 when their per-edge scratch memory (a few
+ * KiB) cannot be allocated.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -308,13 +310,14 @@ static int64_t entry_count(int64_t lmax) {
     return (lmax + 1) * (4 * lmax * lmax + 8 * lmax + 3) / 3; /* sum of (2l+1)^2 */
 }
 
-void so2_forward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, const real *x,
+int so2_forward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, const real *x,
                  const real *angles, const real *terms, const real *w, int64_t w_stride,
                  const int64_t *weight_rows, real *out) {
     const shape s = {lmax1, lmax_out, C, weight_rows};
     const int64_t L = lmax1 > lmax_out ? lmax1 : lmax_out, q = entry_count(L);
     const int64_t d1 = (lmax1 + 1) * (lmax1 + 1), d_out = (lmax_out + 1) * (lmax_out + 1);
     real *xt = malloc(((d1 + d_out) * C + 2 * q) * sizeof(real));
+    if (xt == NULL) return 1;
     real *yt = xt + d1 * C, *t = yt + d_out * C, *work = t + q;
     for (int64_t b = 0; b < edges; ++b) {
         frames(terms, angles + b * (4 * L + 3), L, L, work, t);
@@ -323,11 +326,12 @@ void so2_forward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, cons
         rotate(t, lmax_out, C, yt, out + b * d_out * C, 0);
     }
     free(xt);
+    return 0;
 }
 
 /* gx [E, D1, C], gw (per edge, or [1, S, C] added to when w_stride is 0) and grad_angles
  * [E, 4 L + 3] (written) may each be NULL. */
-void so2_backward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, const real *x,
+int so2_backward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, const real *x,
                   const real *angles, const real *terms, const real *w, int64_t w_stride,
                   const int64_t *weight_rows, const real *g, real *gx, real *gw,
                   real *grad_angles) {
@@ -335,6 +339,7 @@ void so2_backward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, con
     const int64_t L = lmax1 > lmax_out ? lmax1 : lmax_out, q = entry_count(L);
     const int64_t d1 = (lmax1 + 1) * (lmax1 + 1), d_out = (lmax_out + 1) * (lmax_out + 1);
     real *xt = malloc((2 * (d1 + d_out) * C + 3 * q + (2 * L + 1) * (2 * L + 1)) * sizeof(real));
+    if (xt == NULL) return 1;
     real *gt = xt + d1 * C, *gxt = gt + d_out * C, *yt = gxt + d1 * C;
     real *t = yt + d_out * C, *tilts = t + q, *dt = tilts + q, *work = dt + q;
     const int need_gxt = gx != NULL || grad_angles != NULL;
@@ -356,4 +361,5 @@ void so2_backward(int64_t edges, int64_t lmax1, int64_t lmax_out, int64_t C, con
         }
     }
     free(xt);
+    return 0;
 }
