@@ -109,7 +109,8 @@ def _cache_folder() -> Path:
             return folder
     except OSError:
         pass
-    fallback = Path(tempfile.gettempdir()) / f"geobasis-native-{os.getuid()}"
+    user = os.getuid() if hasattr(os, "getuid") else os.getlogin()  # no getuid on Windows
+    fallback = Path(tempfile.gettempdir()) / f"geobasis-native-{user}"
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
 

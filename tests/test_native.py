@@ -1,5 +1,7 @@
 """Native kernels: built once per source and machine, cached on disk, optional."""
 
+from pathlib import Path
+
 import pytest
 
 from geobasis import _native
@@ -100,3 +102,11 @@ def test_parallel_covers_every_row_once_and_sums_the_accumulators(monkeypatch):
         torch.set_num_threads(threads)
     assert torch.equal(seen, torch.ones(100, dtype=torch.int64))
     assert torch.equal(total, torch.full((3,), 100.0))
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_folder(fresh, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(_native.os, "access", lambda path, mode: False)
+    folder = _native._cache_folder()
+    assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("geobasis-")
