@@ -25,7 +25,7 @@ is vectorised over :math:`m` (each degree is one block of ``2l+1`` rows, symmetr
 :math:`\pm m`), so a call costs :math:`O(l_{max})` tensor operations and there is no
 upper limit on :math:`l_{max}`.  Vectors are processed in cache-sized chunks in a
 degree-major work array (float64 for float32 input from ``lmax = 3``: one final rounding).
-Low degrees (up to ``lmax`` 3 on CPU, 6 on CUDA) take the monomial form of
+Low degrees (up to ``lmax`` 3 on CPU, 4 with its C kernel, 6 on CUDA) take the monomial form of
 ``_harmonic_polynomials`` instead: one GEMM, fewer and contiguous kernels (on CPU with a
 C compiler, one fused C loop, ``_harmonics_native``).
 
@@ -352,7 +352,7 @@ class SphericalHarmonics(nn.Module):
             raise ValueError(f"vectors must have shape [..., 3], got {tuple(vectors.shape)}")
         if not vectors.is_floating_point():
             raise TypeError(f"vectors must be a floating-point tensor, got {vectors.dtype}")
-        if self.lmax <= max_degree(vectors.device) and not traced():
+        if not traced() and self.lmax <= max_degree(vectors):
             return self._monomials(vectors)
         return self._recurrence(vectors)
 

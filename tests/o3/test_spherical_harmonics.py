@@ -30,11 +30,10 @@ def test_matches_e3nn_float64(normalization, normalize):
 
 
 def test_matches_e3nn_float32():
-    from geobasis.o3._harmonic_polynomials import MAX_DEGREE
-
-    MAX_DEGREE = MAX_DEGREE["cpu"]
+    from geobasis.o3._harmonic_polynomials import max_degree
 
     x = torch.randn(5000, 3)
+    MAX_DEGREE = max_degree(x)  # 4 with the C kernel, else 3
     exact = spherical_harmonics(12, x.double())  # float64 at the same float32 inputs
     for lmax in range(0, 13):
         dim = (lmax + 1) ** 2
@@ -46,7 +45,7 @@ def test_matches_e3nn_float32():
             assert diff <= 1e-6, (lmax, diff)
             assert ours <= 2 * theirs + 1e-7, (lmax, ours, theirs)
         else:
-            # from lmax 4 on geobasis works in float64 and rounds once: never further from
+            # above, geobasis works in float64 and rounds once: never further from
             # the exact value than e3nn's float32 polynomials, whose own error (about
             # 1e-6 at l = 8..12) then bounds the difference
             assert ours <= theirs, (lmax, ours, theirs)
@@ -254,7 +253,7 @@ def test_native_harmonics_equal_the_pytorch_monomials(monkeypatch, dtype, normal
         pytest.skip("no C compiler: the C harmonics are not built (the PyTorch form runs)")
     x = torch.randn(37, 3, dtype=torch.float64) * 3
     x[5] = 0
-    probe = torch.randn(37, 16, dtype=torch.float64)
+    probe = torch.randn(37, 25, dtype=torch.float64)
     monkeypatch.setattr(native, "_VECTORS_PER_THREAD", 4)
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
@@ -263,7 +262,7 @@ def test_native_harmonics_equal_the_pytorch_monomials(monkeypatch, dtype, normal
         for form in ("native", "pytorch"):
             if form == "pytorch":
                 monkeypatch.setattr(native, "usable", lambda v, lmax: False)
-            for lmax in range(4):
+            for lmax in range(5):  # the C kernel is used up to lmax 4
                 table = polynomials.device_coefficients(
                     polynomials.harmonic_coefficients(lmax, "integral"), dtype, x.device
                 )
@@ -274,6 +273,15 @@ def test_native_harmonics_equal_the_pytorch_monomials(monkeypatch, dtype, normal
     finally:
         torch.set_num_threads(threads)
     tolerance = 1e-12 if dtype == torch.float64 else 2e-6
-    for lmax in range(4):
+    for lmax in range(5):
         for fused, plain in zip(results["native", lmax], results["pytorch", lmax], strict=True):
             assert (fused - plain).abs().max() <= tolerance * (1 + plain.abs().max()), lmax
+
+
+def test_the_c_monomials_reach_lmax_4_on_cpu():
+    from geobasis.o3 import _harmonics_native as native
+    from geobasis.o3._harmonic_polynomials import MAX_DEGREE, max_degree
+
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(3, 3, dtype=dtype)
+        assert max_degree(x) == (4 if native.usable(x, 4) else MAX_DEGREE["cpu"])
