@@ -31,6 +31,24 @@ def median_time(
     return statistics.median(times)
 
 
+def _alternating(fn_a, fn_b, rounds: int, untimed: int, timed: int, budget: float):
+    """Median times of ``fn_a`` and ``fn_b`` over ``rounds`` in which each runs ``untimed``
+    then ``timed`` calls back to back, ``fn_a`` first (fewer rounds past ``budget`` s)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for fn, record in zip((fn_a, fn_b), times, strict=True):
+            for _ in range(untimed):
+                fn()
+            for _ in range(timed):
+                t0 = time.perf_counter()
+                fn()
+                record.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times[0]) >= 3:
+            break
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def paired_median_times(
     fn_a: Callable[[], object],
     fn_b: Callable[[], object],
@@ -42,17 +60,7 @@ def paired_median_times(
     for _ in range(warmup):
         fn_a()
         fn_b()
-    times_a: list[float] = []
-    times_b: list[float] = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget and len(times_a) >= 3:
-            break
-    return statistics.median(times_a), statistics.median(times_b)
+    return _alternating(fn_a, fn_b, repeats, 0, 1, budget)
 
 
 def block_median_times(
@@ -67,19 +75,7 @@ def block_median_times(
     it has inside a training loop.  (On this VM, memory one function freed seconds ago is
     returned to the host; the other function's first call after a long call then pays to
     get it back, 2 MiB pages most of all.)"""
-    times_a: list[float] = []
-    times_b: list[float] = []
-    start = time.perf_counter()
-    for _ in range(blocks):
-        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
-            fn()
-            for _ in range(per_block - 1):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget and len(times_a) >= 3:
-            break
-    return statistics.median(times_a), statistics.median(times_b)
+    return _alternating(fn_a, fn_b, blocks, 1, per_block - 1, budget)
 
 
 def product_step(product, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor):
